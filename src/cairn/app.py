@@ -1,0 +1,92 @@
+"""Build the application from settings: the only place that wires parts together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Redirect
+
+from cairn import __version__
+from cairn.ingest.collector import Collector
+from cairn.log.writer import LogWriter
+from cairn.settings import Settings
+from cairn.storage.base import Storage, open_storage
+from cairn.web.api import api_router
+from cairn.web.collector import collector_routes
+from cairn.web.cors import CollectorCORS
+from cairn.web.errors import EXCEPTION_HANDLERS
+from cairn.web.pages import page_routes
+from cairn.workspaces import SourceCache
+
+__all__ = ["Runtime", "build_app", "open_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The parts of a running Cairn: storage, the log writer, the collector."""
+
+    settings: Settings
+    storage: Storage
+    writer: LogWriter
+    collector: Collector
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.storage.close()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    storage = open_storage(
+        settings.database,
+        cache_mb=settings.sqlite_cache_mb,
+        synchronous=settings.sqlite_synchronous,
+    )
+    writer = LogWriter(
+        storage, max_pending=settings.max_pending_events, max_rows=settings.group_commit_rows
+    )
+    sources = SourceCache(storage, ttl=settings.source_cache_seconds)
+    return Runtime(settings, storage, writer, Collector(writer, sources, settings))
+
+
+def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    """The ASGI application. Starts the log writer on startup and drains it on shutdown."""
+    rt = runtime or open_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        rt.writer.start()
+        try:
+            yield
+        finally:
+            rt.close()
+
+    @get("/health", include_in_schema=False)
+    async def health() -> Response[bytes]:
+        return Response(b'{"status":"ok"}', media_type=MediaType.JSON)
+
+    @get("/docs", include_in_schema=False)
+    async def docs() -> Redirect:
+        return Redirect("/schema")
+
+    return Litestar(
+        route_handlers=[
+            *collector_routes(rt.collector, settings),
+            api_router(rt.storage, rt.writer),
+            *page_routes(rt.storage, rt.writer),
+            health,
+            docs,
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[CollectorCORS],
+        openapi_config=OpenAPIConfig(title="Cairn", version=__version__, path="/schema"),
+        request_max_body_size=settings.max_request_bytes * 2,
+        debug=False,
+    )

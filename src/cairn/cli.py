@@ -1,0 +1,261 @@
+"""The `cairn` command. Each command builds settings, calls the library, and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cairn.settings import Settings, settings_markdown
+from cairn.storage.base import Storage, open_storage
+from cairn.workspaces import (
+    DEFAULT_WORKSPACE,
+    bootstrap,
+    create_source,
+    create_token,
+    resolve_workspace,
+)
+
+__all__ = ["main"]
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CAIRN_DATA_DIR",
+    help="Folder of the embedded SQLite database [env: CAIRN_DATA_DIR; default ./cairn-data].",
+)
+_database_url = click.option(
+    "--database-url",
+    envvar="CAIRN_DATABASE_URL",
+    help="postgresql://... to use PostgreSQL [env: CAIRN_DATABASE_URL].",
+)
+_workspace = click.option("--workspace", default=DEFAULT_WORKSPACE, show_default=True)
+_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.load(overrides)
+
+
+def _storage(settings: Settings) -> Storage:
+    return open_storage(
+        settings.database, cache_mb=settings.sqlite_cache_mb, synchronous=settings.sqlite_synchronous
+    )
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="cairn")
+def main() -> None:
+    """Cairn: a Segment-compatible customer event platform."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default 8000].")
+@_data_dir
+@_database_url
+def serve(
+    host: str | None, port: int | None, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Run the collector, the API and the UI in one process."""
+    import uvicorn
+
+    from cairn.app import build_app, open_runtime
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    runtime = open_runtime(settings)
+    first = bootstrap(runtime.storage)
+    _print_banner(settings, runtime.storage, first.token if first else None)
+    app = build_app(settings, runtime)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _print_banner(settings: Settings, storage: Storage, token: str | None) -> None:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    workspace = storage.workspace_by_name(DEFAULT_WORKSPACE)
+    sources = storage.list_sources(workspace.id) if workspace else []
+    where = settings.database_url.split("@")[-1] if settings.database_url else settings.sqlite_path
+    lines = [f"Cairn is starting on {base}  (database: {where})"]
+    if sources:
+        lines.append(f"  write key ({sources[0].name}):  {sources[0].write_key}")
+    if token:
+        lines.append(f"  admin token (shown once):  {token}")
+    else:
+        lines.append("  admin token: shown on first start; make another with `cairn tokens create`")
+    lines += [
+        f"  collector:   {base}/v1/batch",
+        f"  debugger:    {base}/",
+        f"  API docs:    {base}/docs",
+    ]
+    click.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+
+
+@main.group()
+def sources() -> None:
+    """Sources: where events come from, each with its write key."""
+
+
+@sources.command("create")
+@click.argument("name")
+@_workspace
+@_data_dir
+@_database_url
+@_as_json
+def sources_create(
+    name: str, workspace: str, data_dir: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """Create a source and print its write key."""
+    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        ws = _workspace_or_bootstrap(storage, workspace)
+        source = create_source(storage, ws, name)
+    except Exception as exc:  # CairnError or ValueError: print, exit 1
+        _fail(str(exc))
+        raise
+    finally:
+        storage.close()
+    record = {"id": source.id, "name": source.name, "write_key": source.write_key}
+    click.echo(json.dumps(record) if as_json else f"{source.name}  {source.id}  {source.write_key}")
+
+
+@sources.command("list")
+@_workspace
+@_data_dir
+@_database_url
+@_as_json
+def sources_list(
+    workspace: str, data_dir: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """List the sources of a workspace."""
+    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        ws = resolve_workspace(storage, workspace)
+        items = storage.list_sources(ws.id)
+    except Exception as exc:
+        _fail(str(exc))
+        raise
+    finally:
+        storage.close()
+    if as_json:
+        click.echo(json.dumps([{"id": s.id, "name": s.name, "write_key": s.write_key,
+                                "enabled": s.enabled} for s in items]))  # fmt: skip
+        return
+    for s in items:
+        click.echo(f"{s.name}  {s.id}  {s.write_key}{'' if s.enabled else '  (disabled)'}")
+
+
+@main.group()
+def tokens() -> None:
+    """Admin API tokens (stored hashed; shown once)."""
+
+
+@tokens.command("create")
+@_workspace
+@click.option("--label", default="", help="A note to recognise the token by.")
+@_data_dir
+@_database_url
+@_as_json
+def tokens_create(
+    workspace: str, label: str, data_dir: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """Create an admin token for a workspace and print it (the only time it is shown)."""
+    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        ws = _workspace_or_bootstrap(storage, workspace)
+        token, secret = create_token(storage, ws, label)
+    except Exception as exc:
+        _fail(str(exc))
+        raise
+    finally:
+        storage.close()
+    click.echo(json.dumps({"token": secret, "id": token.id}) if as_json else secret)
+
+
+def _workspace_or_bootstrap(storage: Storage, name: str) -> Any:
+    if name == DEFAULT_WORKSPACE and storage.workspace_by_name(name) is None:
+        if not storage.list_workspaces():
+            storage.create_workspace(DEFAULT_WORKSPACE)
+    return resolve_workspace(storage, name)
+
+
+@main.command()
+@_workspace
+@_data_dir
+@_database_url
+@_as_json
+@click.option("--from-start", is_flag=True, help="Print stored events first, then follow.")
+@click.option("--interval", default=0.25, show_default=True, help="Seconds between polls.")
+@click.option("--count", type=int, default=None, help="Stop after this many events.")
+def tail(
+    workspace: str,
+    data_dir: Path | None,
+    database_url: str | None,
+    as_json: bool,
+    from_start: bool,
+    interval: float,
+    count: int | None,
+) -> None:
+    """Follow events as they are accepted."""
+    from cairn.web.api import event_json
+
+    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    ws = resolve_workspace(storage, workspace)
+    position = 0 if from_start else storage.last_seq()
+    shown = 0
+    try:
+        while count is None or shown < count:
+            batch = storage.read_log(position, 500)
+            for entry in batch:
+                position = entry.seq
+                if entry.workspace_id != ws.id:
+                    continue
+                click.echo(_tail_line(event_json(entry), as_json))
+                shown += 1
+                if count is not None and shown >= count:
+                    break
+            if not batch:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        storage.close()
+
+
+def _tail_line(message: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(message, ensure_ascii=False)
+    who = message.get("userId") or message.get("anonymousId") or "-"
+    what = message.get("event") or message.get("name") or ""
+    return f"{message.get('timestamp', '')}  {message['type']:<8}  {who}  {what}".rstrip()
+
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print docs/settings.md.")
+def settings_command(markdown: bool) -> None:
+    """Show every setting (name, environment variable, default)."""
+    if markdown:
+        click.echo(settings_markdown(), nl=False)
+        return
+    current = Settings.load()
+    for name in current.__dataclass_fields__:
+        if name != "extra":
+            click.echo(f"{name} = {getattr(current, name)!r}")

@@ -1,0 +1,286 @@
+"""The embedded backend: one SQLite file in WAL mode.
+
+Events are written only by the log writer's thread (`append`); control-plane writes are rare and take
+the file's write lock with a busy timeout. Each thread reads on its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cairn.errors import Conflict, NotFound
+from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.storage.base import (
+    AppendResult,
+    EventQuery,
+    LogEntry,
+    RejectedEntry,
+    Source,
+    Storage,
+    Token,
+    Workspace,
+    migration_scripts,
+)
+from cairn.storage.sql import event_filters, statements
+
+__all__ = ["SQLiteStorage"]
+
+_EVENT_COLUMNS = (
+    "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
+    "e.anonymous_id, e.timestamp_ms, e.received_ms, b.body"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, workspace_id, source_id, message_id, dedupe_bucket, type, event, "
+    "user_id, anonymous_id, timestamp_ms, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT DO NOTHING"
+)
+_INSERT_BODY = (
+    "INSERT INTO event_bodies (seq, body) SELECT ?1, ?2 WHERE EXISTS "
+    "(SELECT 1 FROM events WHERE seq = ?1)"
+)
+_INSERT_REJECTED = (
+    "INSERT INTO rejected (workspace_id, source_id, received_ms, code, message, body) "
+    "VALUES (?,?,?,?,?,?)"
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SQLiteStorage(Storage):
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, cache_mb: int = 64, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"sqlite synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous}")
+        self._synchronous = synchronous.upper()
+        self._cache_kib = cache_mb * 1024
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # connections ----------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError("storage is closed")
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._connection().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def migrate(self) -> int:
+        conn = self._connection()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms "
+            "INTEGER NOT NULL)"
+        )
+        with self._write() as conn:
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            version = max(done, default=0)
+            for version, script in migration_scripts(self.dialect):
+                if version in done:
+                    continue
+                for statement in statements(script):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now_ms()))
+        return version
+
+    # the log --------------------------------------------------------------------------------
+    def append(
+        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+    ) -> AppendResult:
+        with self._write() as conn:
+            first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
+            rows = [
+                (first + i, e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type,
+                 e.event, e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms)
+                for i, e in enumerate(events)
+            ]  # fmt: skip
+            inserted = conn.executemany(_INSERT_EVENT, rows).rowcount if rows else 0
+            if rows:
+                conn.executemany(_INSERT_BODY, [(first + i, e.body) for i, e in enumerate(events)])
+            if rejected:
+                conn.executemany(
+                    _INSERT_REJECTED,
+                    [(r.workspace_id, r.source_id, r.received_ms, r.code, r.message, r.body)
+                     for r in rejected],
+                )  # fmt: skip
+            last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        inserted = max(inserted, 0)
+        return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
+
+    def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            "WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [LogEntry(*row) for row in rows]
+
+    def last_seq(self) -> int:
+        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
+        where, params = event_filters(workspace_id, query, "?")
+        order = "ASC" if query.after_seq is not None and query.before_seq is None else "DESC"
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            f"WHERE {where} ORDER BY e.workspace_id {order}, e.seq {order} LIMIT ?",
+            [*params, query.limit],
+        )
+        entries = [LogEntry(*row) for row in rows]
+        return entries if order == "DESC" else entries[::-1]
+
+    def count_events(self, workspace_id: int) -> int:
+        return int(
+            self._rows("SELECT count(*) FROM events WHERE workspace_id = ?", (workspace_id,))[0][0]
+        )
+
+    def get_cursor(self, name: str) -> int:
+        rows = self._rows("SELECT position FROM cursors WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def commit_cursor(self, name: str, position: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO cursors (name, position, updated_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+                "updated_ms = excluded.updated_ms",
+                (name, position, _now_ms()),
+            )
+
+    def list_rejected(
+        self, workspace_id: int, *, before_id: int | None, limit: int
+    ) -> list[RejectedEntry]:
+        rows = self._rows(
+            "SELECT id, workspace_id, source_id, received_ms, code, message, body FROM rejected "
+            "WHERE workspace_id = ? AND id < ? ORDER BY workspace_id DESC, id DESC LIMIT ?",
+            (workspace_id, before_id if before_id is not None else 2**62, limit),
+        )
+        return [RejectedEntry(*row) for row in rows]
+
+    # workspaces, sources, tokens ------------------------------------------------------------
+    def create_workspace(self, name: str) -> Workspace:
+        try:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO workspaces (name, created_ms) VALUES (?, ?) RETURNING id, name, "
+                    "created_ms",
+                    (name, _now_ms()),
+                )
+                return Workspace(*cur.fetchone())
+        except sqlite3.IntegrityError:
+            raise Conflict(f"workspace {name!r} already exists") from None
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE name = ?", (name,))
+        return Workspace(*rows[0]) if rows else None
+
+    def workspace_by_id(self, workspace_id: int) -> Workspace | None:
+        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE id = ?", (workspace_id,))
+        return Workspace(*rows[0]) if rows else None
+
+    def list_workspaces(self) -> list[Workspace]:
+        return [Workspace(*r) for r in self._rows("SELECT id, name, created_ms FROM workspaces")]
+
+    def create_source(self, workspace_id: int, name: str, source_id: str, write_key: str) -> Source:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO sources (id, workspace_id, name, write_key, enabled, created_ms) "
+                    "VALUES (?, ?, ?, ?, 1, ?)",
+                    (source_id, workspace_id, name, write_key, _now_ms()),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"source {name!r} already exists in this workspace") from None
+        return self._source("id = ?", source_id)  # type: ignore[return-value]
+
+    def _source(self, condition: str, *params: Any) -> Source | None:
+        rows = self._rows(
+            "SELECT id, workspace_id, name, write_key, enabled, created_ms FROM sources "
+            f"WHERE {condition}",
+            params,
+        )
+        if not rows:
+            return None
+        sid, ws, name, key, enabled, created = rows[0]
+        return Source(sid, ws, name, key, bool(enabled), created)
+
+    def list_sources(self, workspace_id: int) -> list[Source]:
+        rows = self._rows(
+            "SELECT id, workspace_id, name, write_key, enabled, created_ms FROM sources "
+            "WHERE workspace_id = ? ORDER BY created_ms, id",
+            (workspace_id,),
+        )
+        return [Source(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+
+    def source_by_write_key(self, write_key: str) -> Source | None:
+        return self._source("write_key = ?", write_key)
+
+    def set_source_enabled(self, workspace_id: int, source_id: str, enabled: bool) -> Source:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE sources SET enabled = ? WHERE id = ? AND workspace_id = ?",
+                (int(enabled), source_id, workspace_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no source {source_id!r} in this workspace")
+        return self._source("id = ?", source_id)  # type: ignore[return-value]
+
+    def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
+        created = _now_ms()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO tokens (id, workspace_id, token_hash, label, created_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (token_id, workspace_id, token_hash, label, created),
+            )
+        return Token(token_id, workspace_id, label, created)
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        rows = self._rows(
+            "SELECT id, workspace_id, label, created_ms FROM tokens WHERE token_hash = ?",
+            (token_hash,),
+        )
+        return Token(*rows[0]) if rows else None

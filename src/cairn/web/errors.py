@@ -1,0 +1,70 @@
+"""The one place exceptions become HTTP answers: `{"code": ..., "message": ...}` for every error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from cairn.errors import CairnError, Overloaded, StorageError
+
+__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "overloaded",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        {"code": code, "message": message},
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def _cairn_error(_: Request[Any, Any, Any], exc: CairnError) -> Response[Any]:
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, StorageError):
+        log.error("storage error: %s", exc.message)
+        return error_response(503, exc.code, exc.message, {"Retry-After": "1"})
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    code = _HTTP_CODES.get(status, "error" if status < 500 else "internal_error")
+    message = exc.detail or code.replace("_", " ")
+    extra = getattr(exc, "extra", None)
+    if status == 400 and extra:
+        message = f"{message}: {extra}"
+    return error_response(status, code, str(message), getattr(exc, "headers", None))
+
+
+def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    CairnError: _cairn_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,23 @@
+"""Workspaces own sources (write keys), admin tokens and all data."""
+
+from cairn.workspaces.service import (
+    DEFAULT_WORKSPACE,
+    Bootstrap,
+    SourceCache,
+    authenticate,
+    bootstrap,
+    create_source,
+    create_token,
+    resolve_workspace,
+)
+
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "Bootstrap",
+    "SourceCache",
+    "authenticate",
+    "bootstrap",
+    "create_source",
+    "create_token",
+    "resolve_workspace",
+]
