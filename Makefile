@@ -1,0 +1,55 @@
+# One task runner for people and CI. `make run` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test check lint format typecheck unit services postgres browser bench clean docs
+
+run: $(INSTALLED)
+	$(VENV)/bin/cairn serve
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: $(INSTALLED) services check
+	$(PY) -m pytest
+
+check: lint typecheck
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(INSTALLED)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+typecheck: $(INSTALLED)
+	$(VENV)/bin/mypy
+
+unit: $(INSTALLED)
+	$(PY) -m pytest -m "not e2e and not browser"
+
+services: postgres browser
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+browser:
+	bash scripts/ensure-chromium.sh
+
+docs: $(INSTALLED)
+	$(VENV)/bin/cairn settings --markdown > docs/settings.md
+
+bench: $(INSTALLED) postgres
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) cairn-data bench/.data .pytest_cache .mypy_cache .ruff_cache
