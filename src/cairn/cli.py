@@ -43,7 +43,9 @@ def _settings(**overrides: Any) -> Settings:
 
 def _storage(settings: Settings) -> Storage:
     return open_storage(
-        settings.database, cache_mb=settings.sqlite_cache_mb, synchronous=settings.sqlite_synchronous
+        settings.database,
+        cache_mb=settings.sqlite_cache_mb,
+        synchronous=settings.sqlite_synchronous,
     )
 
 
@@ -191,9 +193,8 @@ def tokens_create(
 
 
 def _workspace_or_bootstrap(storage: Storage, name: str) -> Any:
-    if name == DEFAULT_WORKSPACE and storage.workspace_by_name(name) is None:
-        if not storage.list_workspaces():
-            storage.create_workspace(DEFAULT_WORKSPACE)
+    if name == DEFAULT_WORKSPACE and not storage.list_workspaces():
+        storage.create_workspace(DEFAULT_WORKSPACE)
     return resolve_workspace(storage, name)
 
 

@@ -60,7 +60,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_message_bytes", int, 32 * 1024, "Largest single message, as stored (rejected above)."
     ),
-    Setting("max_batch_messages", int, 2500, "Messages accepted from one batch; the rest rejected."),
+    Setting(
+        "max_batch_messages", int, 2500, "Messages accepted from one batch; the rest rejected."
+    ),
     Setting(
         "max_pending_events",
         int,

@@ -30,13 +30,9 @@ __all__ = [
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 SHORT_TYPES = {t[0]: t for t in MESSAGE_TYPES}
-_ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId")
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
-_TIME_FIELDS = ("timestamp", "sentAt", "originalTimestamp")
-_DROPPED_FIELDS = ("writeKey", "_metadata")
 _MOBILE_LIBRARIES = ("ios", "android", "react-native", "flutter", "kotlin", "swift", "xamarin")
 _NO_TIMESTAMP_BUCKET = -1
-_HOUR_MS = 3_600_000
 _encode = msgspec.json.Encoder().encode
 
 
@@ -88,9 +84,13 @@ class RequestInfo:
     integrations: dict[str, Any] | None = None
     max_message_bytes: int = 32 * 1024
     received_at: str = ""
+    sent_ms: int | None = None
 
     def __post_init__(self) -> None:
         self.received_at = format_ms(self.received_ms)
+        self.sent_ms = parse_ms(self.sent_at) if self.sent_at else None
+        if self.sent_ms is None:
+            self.sent_at = None
 
 
 class _Invalid(Exception):
@@ -113,23 +113,33 @@ def normalize(
 
 
 def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRecord:
-    if not isinstance(raw, dict):
+    # The hot path of ingest: written for speed (in-place edits, few calls); see bench/ingest.py.
+    if type(raw) is not dict:
         raise _Invalid("invalid_message", "message must be a JSON object")
-    message = {k: v for k, v in raw.items() if v is not None and k not in _DROPPED_FIELDS}
+    message: dict[str, Any] = raw
+    nulls = [key for key, value in message.items() if value is None]
+    for key in nulls:
+        del message[key]
+    message.pop("writeKey", None)
+    message.pop("_metadata", None)
     kind = _message_type(message, forced_type)
-    for name in _ID_FIELDS:
-        if name in message:
-            message[name] = _id_string(name, message[name])
+    user_id = _take_id(message, "userId")
+    anonymous_id = _take_id(message, "anonymousId")
+    if "groupId" in message:
+        _take_id(message, "groupId")
+    if "previousId" in message:
+        _take_id(message, "previousId")
     for name in _OBJECT_FIELDS:
-        if name in message and not isinstance(message[name], dict):
+        value = message.get(name)
+        if value is not None and type(value) is not dict:
             raise _Invalid("invalid_field", f"{name} must be an object")
-    _check_required(kind, message)
+    event = _check_required(kind, message, user_id, anonymous_id)
     message_id = _message_id(message)
-    _merge_request_context(message, info)
+    if info.context or info.integrations or info.browser or "context" in message:
+        _merge_request_context(message, info)
     original_ms, timestamp_ms = _fix_timestamps(message, info)
-    channel = _channel(message, info)
     message["receivedAt"] = info.received_at
-    message["channel"] = channel
+    message["channel"] = _channel(message, info)
     message["version"] = 2
     body = _encode(message)
     if len(body) > info.max_message_bytes:
@@ -137,22 +147,28 @@ def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRec
             "message_too_large",
             f"message is {len(body)} bytes; the limit is {info.max_message_bytes}",
         )
-    event = message.get("event")
     return EventRecord(
-        workspace_id=info.workspace_id,
-        source_id=info.source_id,
-        message_id=message_id,
-        dedupe_bucket=(
-            _NO_TIMESTAMP_BUCKET if original_ms is None else original_ms // _HOUR_MS
-        ),
-        type=kind,
-        event=event if isinstance(event, str) else None,
-        user_id=message.get("userId"),
-        anonymous_id=message.get("anonymousId"),
-        timestamp_ms=timestamp_ms,
-        received_ms=info.received_ms,
-        body=body,
+        info.workspace_id,
+        info.source_id,
+        message_id,
+        _NO_TIMESTAMP_BUCKET if original_ms is None else original_ms // 1000,
+        kind,
+        event,
+        user_id,
+        anonymous_id,
+        timestamp_ms,
+        info.received_ms,
+        body,
     )
+
+
+def _take_id(message: dict[str, Any], name: str) -> str | None:
+    value = message.get(name)
+    if value is None:
+        return None
+    if type(value) is not str or "\x00" in value:
+        value = message[name] = _id_string(name, value)
+    return value
 
 
 def _message_type(message: dict[str, Any], forced_type: str | None) -> str:
@@ -185,28 +201,33 @@ def _id_string(name: str, value: Any) -> str:
     return text
 
 
-def _present(message: dict[str, Any], name: str) -> bool:
-    value = message.get(name)
-    return isinstance(value, str) and value.strip() != ""
+def _present(value: str | None) -> bool:
+    return value is not None and value.strip() != ""
 
 
-def _check_required(kind: str, message: dict[str, Any]) -> None:
-    if not (_present(message, "userId") or _present(message, "anonymousId")):
+def _check_required(
+    kind: str, message: dict[str, Any], user_id: str | None, anonymous_id: str | None
+) -> str | None:
+    """Raise when a required field is missing or mistyped; return the event name, if any."""
+    if not (_present(user_id) or _present(anonymous_id)):
         raise _Invalid("missing_id", "message needs a userId or an anonymousId")
     event = message.get("event")
-    if event is not None and not isinstance(event, str):
-        raise _Invalid("invalid_event", "event must be a string")
-    if isinstance(event, str) and "\x00" in event:
-        raise _Invalid("invalid_event", "event must not contain NUL characters")
-    if kind == "track" and not (isinstance(event, str) and event.strip()):
+    if event is not None:
+        if type(event) is not str:
+            raise _Invalid("invalid_event", "event must be a string")
+        if "\x00" in event:
+            raise _Invalid("invalid_event", "event must not contain NUL characters")
+    if kind == "track" and not _present(event):
         raise _Invalid("missing_event", "track needs an event name")
-    for name in ("name", "category"):
-        if name in message and not isinstance(message[name], str):
-            raise _Invalid("invalid_field", f"{name} must be a string")
-    if kind == "group" and not _present(message, "groupId"):
+    if kind == "page" or kind == "screen":
+        for name in ("name", "category"):
+            if name in message and type(message[name]) is not str:
+                raise _Invalid("invalid_field", f"{name} must be a string")
+    elif kind == "group" and not _present(message.get("groupId")):
         raise _Invalid("missing_group_id", "group needs a groupId")
-    if kind == "alias" and not (_present(message, "userId") and _present(message, "previousId")):
+    elif kind == "alias" and not (_present(user_id) and _present(message.get("previousId"))):
         raise _Invalid("missing_alias_ids", "alias needs a userId and a previousId")
+    return event
 
 
 def _message_id(message: dict[str, Any]) -> str:
@@ -257,38 +278,54 @@ def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _fix_timestamps(message: dict[str, Any], info: RequestInfo) -> tuple[int | None, int]:
     """Correct `timestamp` for clock skew; return the client's own timestamp and the corrected one."""
-    parsed: dict[str, int] = {}
-    for name in _TIME_FIELDS:
-        value = message.get(name)
-        if value is None:
-            continue
-        ms = parse_ms(value) if isinstance(value, str) else None
-        if ms is None:
-            raise _Invalid("invalid_timestamp", f"{name} is not an ISO-8601 timestamp")
-        parsed[name] = ms
-    sent_ms = parsed.get("sentAt")
-    if sent_ms is None and info.sent_at is not None:
-        sent_ms = parse_ms(info.sent_at)
-        if sent_ms is not None:
-            message["sentAt"] = info.sent_at
-    client_ms = parsed.get("timestamp")
-    if client_ms is None:
+    if "originalTimestamp" in message:
+        _parse_field(message, "originalTimestamp")
+    sent_ms = info.sent_ms
+    if "sentAt" in message:
+        sent_ms = _parse_field(message, "sentAt")
+    elif sent_ms is not None:
+        message["sentAt"] = info.sent_at
+    if "timestamp" not in message:
         message["timestamp"] = info.received_at
         return None, info.received_ms
+    client_ms = _parse_field(message, "timestamp")
     message["originalTimestamp"] = message["timestamp"]
     corrected = client_ms if sent_ms is None else info.received_ms - (sent_ms - client_ms)
     message["timestamp"] = format_ms(corrected)
     return client_ms, corrected
 
 
+def _parse_field(message: dict[str, Any], name: str) -> int:
+    value = message[name]
+    ms = parse_ms(value) if type(value) is str else None
+    if ms is None:
+        raise _Invalid("invalid_timestamp", f"{name} is not an ISO-8601 timestamp")
+    return ms
+
+
+_CHANNEL_BY_LIBRARY: dict[str, str] = {}
+
+
 def _channel(message: dict[str, Any], info: RequestInfo) -> str:
     context = message.get("context")
-    library = context.get("library") if isinstance(context, dict) else None
-    name = library.get("name", "") if isinstance(library, dict) else ""
-    name = name.lower() if isinstance(name, str) else ""
+    library = context.get("library") if type(context) is dict else None
+    name = library.get("name", "") if type(library) is dict else ""
+    if type(name) is not str:
+        name = ""
+    channel = _CHANNEL_BY_LIBRARY.get(name)
+    if channel is None:
+        channel = _library_channel(name.lower())
+        if len(_CHANNEL_BY_LIBRARY) < 1000:
+            _CHANNEL_BY_LIBRARY[name] = channel
+    if channel == "server" and info.browser:
+        return "browser"
+    return channel
+
+
+def _library_channel(name: str) -> str:
     if any(marker in name for marker in _MOBILE_LIBRARIES):
         return "mobile"
-    if info.browser or name.startswith(("analytics.js", "analytics-next", "cairn.js")):
+    if name.startswith(("analytics.js", "analytics-next", "cairn.js")):
         return "browser"
     return "server"
 

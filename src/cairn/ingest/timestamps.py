@@ -33,11 +33,21 @@ def parse_ms(value: str) -> int | None:
         return None
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def format_ms(ms: int) -> str:
     """`2026-11-29T12:00:00.123Z`: UTC with milliseconds, the form the server writes."""
     ms = min(max(ms, _MIN_MS), _MAX_MS)
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    second, millis = divmod(ms, 1000)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        moment = _EPOCH + timedelta(seconds=second)
+        prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        _SECONDS[second] = prefix
+    return f"{prefix}{millis:03d}Z"
 
 
 def now_ms() -> int:

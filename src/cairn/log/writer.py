@@ -152,7 +152,11 @@ class LogWriter:
         self._settle(jobs, result=result)
 
     def _settle(
-        self, jobs: list[_Job], *, result: AppendResult | None = None, error: Exception | None = None
+        self,
+        jobs: list[_Job],
+        *,
+        result: AppendResult | None = None,
+        error: Exception | None = None,
     ) -> None:
         with self._lock:
             self._pending -= sum(job.size for job in jobs)

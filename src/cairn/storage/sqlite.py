@@ -61,7 +61,9 @@ class SQLiteStorage(Storage):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ValueError(f"sqlite synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous}")
+            raise ValueError(
+                f"sqlite synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous}"
+            )
         self._synchronous = synchronous.upper()
         self._cache_kib = cache_mb * 1024
         self._local = threading.local()
@@ -218,7 +220,9 @@ class SQLiteStorage(Storage):
         return Workspace(*rows[0]) if rows else None
 
     def workspace_by_id(self, workspace_id: int) -> Workspace | None:
-        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE id = ?", (workspace_id,))
+        rows = self._rows(
+            "SELECT id, name, created_ms FROM workspaces WHERE id = ?", (workspace_id,)
+        )
         return Workspace(*rows[0]) if rows else None
 
     def list_workspaces(self) -> list[Workspace]:

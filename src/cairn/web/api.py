@@ -70,10 +70,10 @@ def source_json(source: Source) -> dict[str, Any]:
 
 
 def _cursor(value: str | None) -> int | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)
     except ValueError:
         raise BadRequest(f"invalid cursor {value!r}", code="invalid_cursor") from None
     if not 0 <= number < 2**62:
@@ -91,7 +91,7 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
         limit: int = Parameter(default=50, ge=1, le=1000),
         cursor: str | None = None,
         after: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         event: str | None = None,
         user_id: str | None = None,
         anonymous_id: str | None = None,

@@ -68,14 +68,18 @@ def collector_routes(collector: Collector, settings: Settings) -> list[HTTPRoute
 
     @get("/v1/pixel/{kind:str}", tags=["collector"], summary="Tracking pixel; always a 1x1 GIF")
     async def pixel(
-        request: Request[Any, Any, Any], kind: str, payload: str = Parameter(query="data", default="")
+        request: Request[Any, Any, Any],
+        kind: str,
+        payload: str = Parameter(query="data", default=""),
     ) -> Response[bytes]:
         await _pixel(collector, settings, request, kind, payload)
         return Response(
             _GIF, media_type="image/gif", headers={"Cache-Control": "no-store, max-age=0"}
         )
 
-    @get("/v1/projects/{write_key:str}/settings", tags=["collector"], summary="analytics.js settings")
+    @get(
+        "/v1/projects/{write_key:str}/settings", tags=["collector"], summary="analytics.js settings"
+    )
     async def project_settings(request: Request[Any, Any, Any], write_key: str) -> dict[str, Any]:
         await collector.source_by_key(write_key)
         return analytics_js_settings(request, settings, write_key)
@@ -111,10 +115,18 @@ def analytics_js_settings(
     base = settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
     scheme, _, host = base.partition("://")
     api_host = f"{host.rstrip('/')}/v1"
-    segment = {"apiKey": write_key, "apiHost": api_host, "protocol": scheme, "unbundledIntegrations": []}
+    segment = {
+        "apiKey": write_key,
+        "apiHost": api_host,
+        "protocol": scheme,
+        "unbundledIntegrations": [],
+    }
     return {
         "integrations": {"Segment.io": segment},
-        "plan": {"track": {"__default": {"enabled": True}}, "identify": {"__default": {"enabled": True}}},
+        "plan": {
+            "track": {"__default": {"enabled": True}},
+            "identify": {"__default": {"enabled": True}},
+        },
         "edgeFunction": {},
         "analyticsNextEnabled": True,
         "middlewareSettings": {},

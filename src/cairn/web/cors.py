@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CollectorCORS"]
@@ -20,12 +21,12 @@ class CollectorCORS:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(_PREFIX):
+        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
         origin = headers.get(b"origin", b"*")
-        if scope["method"] == "OPTIONS":
+        if scope.get("method") == "OPTIONS":
             await _preflight(send, origin, headers.get(b"access-control-request-headers"))
             return
         cors = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
@@ -54,4 +55,5 @@ async def _preflight(send: Send, origin: bytes, requested: bytes | None) -> None
     ]
     start: Any = {"type": "http.response.start", "status": 204, "headers": headers}
     await send(start)
-    await send({"type": "http.response.body", "body": b""})
+    body: Any = {"type": "http.response.body", "body": b""}
+    await send(body)

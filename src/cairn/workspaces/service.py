@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 DEFAULT_WORKSPACE = "default"
-TOKEN_PREFIX = "cairn_"
+TOKEN_PREFIX = "cairn_"  # noqa: S105 (a prefix, not a secret)
 
 
 @dataclass(frozen=True)
