@@ -150,8 +150,8 @@ def sources_list(
     """List the sources of a workspace."""
     storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
     try:
-        ws = resolve_workspace(storage, workspace)
-        items = storage.list_sources(ws.id)
+        fresh = workspace == DEFAULT_WORKSPACE and not storage.list_workspaces()
+        items = [] if fresh else storage.list_sources(resolve_workspace(storage, workspace).id)
     except Exception as exc:
         _fail(str(exc))
         raise

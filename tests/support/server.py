@@ -75,7 +75,8 @@ class ServerProcess:
         proc = self.proc
 
         def pump() -> None:
-            assert proc is not None and proc.stdout is not None
+            assert proc is not None
+            assert proc.stdout is not None
             for line in proc.stdout:
                 self.output.append(line)
 

@@ -1,0 +1,110 @@
+"""The group-commit writer: durability before the answer, shared commits, backpressure."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from cairn.errors import Overloaded, StorageError
+from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.log import Consumer, LogWriter
+from cairn.storage.base import AppendResult
+from cairn.storage.sqlite import SQLiteStorage
+
+
+def record(n: int, workspace: int = 1) -> EventRecord:
+    return EventRecord(workspace, "src", f"m-{n}", 1, "track", "Thing Happened", f"u{n}", None,
+                       n, n, b'{"n":%d}' % n)  # fmt: skip
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    store = SQLiteStorage(tmp_path / "cairn.db")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def test_append_is_committed_when_it_returns(storage: SQLiteStorage, tmp_path: Path) -> None:
+    writer = LogWriter(storage)
+    writer.start()
+    try:
+        writer.append_sync([record(1), record(2)])
+        other = SQLiteStorage(tmp_path / "cairn.db")
+        assert [e.message_id for e in other.read_log(0, 10)] == ["m-1", "m-2"]
+        other.close()
+    finally:
+        writer.stop()
+
+
+def test_concurrent_requests_share_commits(storage: SQLiteStorage) -> None:
+    writer = LogWriter(storage)
+    writer.start()
+    threads = [threading.Thread(target=lambda k=k: writer.append_sync(
+        [record(k * 100 + i) for i in range(50)])) for k in range(40)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.stop()
+    assert storage.count_events(1) == 2000
+    assert writer.stats.events == 2000
+    assert writer.stats.commits < 40
+
+
+def test_duplicates_are_counted_not_stored(storage: SQLiteStorage) -> None:
+    writer = LogWriter(storage)
+    writer.start()
+    writer.append_sync([record(1)])
+    result = writer.append_sync([record(1), record(2)])
+    writer.stop()
+    assert (result.inserted, result.duplicates) == (1, 1)
+    assert storage.count_events(1) == 2
+
+
+def test_backpressure_refuses_instead_of_growing(storage: SQLiteStorage) -> None:
+    writer = LogWriter(storage, max_pending=100)  # not started: nothing drains
+    writer.submit([record(i) for i in range(80)])
+    with pytest.raises(Overloaded) as refused:
+        writer.submit([record(i) for i in range(100, 130)])
+    assert refused.value.retry_after >= 1
+    writer.start()
+    writer.stop()
+    assert storage.count_events(1) == 80
+
+
+class FailingStorage(SQLiteStorage):
+    def append(
+        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+    ) -> AppendResult:
+        raise OSError("disk full")
+
+
+def test_storage_failure_reaches_the_caller(tmp_path: Path) -> None:
+    storage = FailingStorage(tmp_path / "x.db")
+    storage.migrate()
+    writer = LogWriter(storage)
+    writer.start()
+    with pytest.raises(StorageError, match="disk full"):
+        writer.append_sync([record(1)])
+    assert writer.pending == 0
+    writer.stop()
+    storage.close()
+
+
+def test_consumer_resumes_from_its_commit(storage: SQLiteStorage) -> None:
+    writer = LogWriter(storage)
+    writer.start()
+    writer.append_sync([record(i) for i in range(10)])
+    writer.stop()
+    first = Consumer(storage, "profiles")
+    batch = first.poll(limit=4)
+    first.commit(batch[-1].seq)
+    again = Consumer(storage, "profiles")
+    assert [e.message_id for e in again.poll(limit=100)] == [f"m-{i}" for i in range(4, 10)]
+    assert again.lag() == 6
+    with pytest.raises(ValueError, match="cannot move back"):
+        again.commit(1)
