@@ -106,3 +106,18 @@ def test_commands_accept_database_url(command: list[str], tmp_path: Path) -> Non
     result = cairn(*command, "--database-url", url)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "other.db").exists()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_bad_source_names_are_refused(name: str, tmp_path: Path) -> None:
+    result = cairn("sources", "create", name, "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "1 to 200 characters" in result.stderr
+
+
+def test_unicode_source_name_round_trips(tmp_path: Path) -> None:
+    name = "Boutique é 🛒 عربى"
+    made = cairn("sources", "create", name, "--data-dir", str(tmp_path), "--json")
+    assert json.loads(made.stdout)["name"] == name
+    listed = cairn("sources", "list", "--data-dir", str(tmp_path), "--json")
+    assert json.loads(listed.stdout)[0]["name"] == name
