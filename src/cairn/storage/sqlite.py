@@ -33,16 +33,12 @@ __all__ = ["SQLiteStorage"]
 
 _EVENT_COLUMNS = (
     "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
-    "e.anonymous_id, e.timestamp_ms, e.received_ms, b.body"
+    "e.anonymous_id, e.timestamp_ms, e.received_ms, e.body"
 )
 _INSERT_EVENT = (
-    "INSERT INTO events (seq, workspace_id, source_id, message_id, dedupe_bucket, type, event, "
-    "user_id, anonymous_id, timestamp_ms, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+    "INSERT INTO events (workspace_id, source_id, message_id, dedupe_bucket, type, event, "
+    "user_id, anonymous_id, timestamp_ms, received_ms, body) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT DO NOTHING"
-)
-_INSERT_BODY = (
-    "INSERT INTO event_bodies (seq, body) SELECT ?1, ?2 WHERE EXISTS "
-    "(SELECT 1 FROM events WHERE seq = ?1)"
 )
 _INSERT_REJECTED = (
     "INSERT INTO rejected (workspace_id, source_id, received_ms, code, message, body) "
@@ -137,15 +133,14 @@ class SQLiteStorage(Storage):
         self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
     ) -> AppendResult:
         with self._write() as conn:
-            first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
+            # seq is the rowid: SQLite assigns max + 1 under the write lock, so seq order is
+            # commit order.
             rows = [
-                (first + i, e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type,
-                 e.event, e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms)
-                for i, e in enumerate(events)
+                (e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type, e.event,
+                 e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body)
+                for e in events
             ]  # fmt: skip
             inserted = conn.executemany(_INSERT_EVENT, rows).rowcount if rows else 0
-            if rows:
-                conn.executemany(_INSERT_BODY, [(first + i, e.body) for i, e in enumerate(events)])
             if rejected:
                 conn.executemany(
                     _INSERT_REJECTED,
@@ -158,7 +153,7 @@ class SQLiteStorage(Storage):
 
     def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
         rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            f"SELECT {_EVENT_COLUMNS} FROM events e "
             "WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
             (after_seq, limit),
         )
@@ -171,7 +166,7 @@ class SQLiteStorage(Storage):
         where, params = event_filters(workspace_id, query, "?")
         order = "ASC" if query.after_seq is not None and query.before_seq is None else "DESC"
         rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            f"SELECT {_EVENT_COLUMNS} FROM events e "
             f"WHERE {where} ORDER BY e.workspace_id {order}, e.seq {order} LIMIT ?",
             [*params, query.limit],
         )

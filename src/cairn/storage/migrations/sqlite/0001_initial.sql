@@ -1,6 +1,6 @@
--- The event log, split in two: narrow columns for scans and filters, bodies by sequence number.
--- Only append-ordered keys are indexed, plus the dedupe key, whose leading client-timestamp second
--- keeps inserts near the right edge of the index (see docs/ingest.md, "Deduplication").
+-- The event log: indexed columns plus the message as stored (JSON). Only append-ordered keys are
+-- indexed, plus the dedupe key, whose leading client-timestamp second keeps inserts near the right
+-- edge of the index (see docs/ingest.md, "Deduplication").
 CREATE TABLE workspaces (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -33,14 +33,11 @@ CREATE TABLE events (
     user_id TEXT,
     anonymous_id TEXT,
     timestamp_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
 );
 CREATE UNIQUE INDEX events_dedupe ON events (workspace_id, dedupe_bucket, message_id);
 CREATE INDEX events_workspace ON events (workspace_id, seq);
-CREATE TABLE event_bodies (
-    seq INTEGER PRIMARY KEY,
-    body BLOB NOT NULL
-);
 CREATE TABLE rejected (
     id INTEGER PRIMARY KEY,
     workspace_id INTEGER NOT NULL,

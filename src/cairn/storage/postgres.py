@@ -1,0 +1,309 @@
+"""The production backend: PostgreSQL through psycopg 3 and a connection pool.
+
+Appends from any number of processes are serialized by one advisory lock, taken before the next
+sequence number is read, so `seq` order is commit order and a consumer reading `seq > cursor` never
+skips an event. A batch is COPYed into a per-connection staging table and moved into the log by one
+statement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from cairn.errors import Conflict, NotFound
+from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.storage.base import (
+    AppendResult,
+    EventQuery,
+    LogEntry,
+    RejectedEntry,
+    Source,
+    Storage,
+    Token,
+    Workspace,
+    migration_scripts,
+)
+from cairn.storage.sql import event_filters, statements
+
+__all__ = ["PostgresStorage"]
+
+_Connection = psycopg.Connection[tuple[Any, ...]]
+
+# Advisory lock keys: the ASCII of a name, so they explain themselves in pg_locks.
+_APPEND_LOCK = int.from_bytes(b"cairnlog")
+_MIGRATE_LOCK = int.from_bytes(b"cairnmig")
+
+_EVENT_COLUMNS = (
+    "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
+    "e.anonymous_id, e.timestamp_ms, e.received_ms, b.body"
+)
+_LOG_COLUMNS = (
+    "seq, workspace_id, source_id, message_id, dedupe_bucket, type, event, user_id, anonymous_id, "
+    "timestamp_ms, received_ms"
+)
+# ON COMMIT DELETE ROWS: the table is created once per connection and is empty between appends.
+_CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS cairn_staging (seq BIGINT, workspace_id BIGINT, "
+    "source_id TEXT, message_id TEXT, dedupe_bucket BIGINT, type TEXT, event TEXT, user_id TEXT, "
+    "anonymous_id TEXT, timestamp_ms BIGINT, received_ms BIGINT, body BYTEA) ON COMMIT DELETE ROWS"
+)
+_STAGING_TYPES = (
+    "int8", "int8", "text", "text", "int8", "text", "text", "text", "text", "int8", "int8", "bytea"
+)  # fmt: skip
+# The conflict target is named so that a clash on `seq` (a bug) fails loudly instead of dropping
+# events; ORDER BY makes the first of several copies in one batch the one kept.
+_MOVE_STAGED = (
+    f"WITH inserted AS (INSERT INTO events ({_LOG_COLUMNS}) "
+    f"SELECT {_LOG_COLUMNS} FROM pg_temp.cairn_staging ORDER BY seq "
+    "ON CONFLICT (workspace_id, dedupe_bucket, message_id) DO NOTHING RETURNING seq), "
+    "bodies AS (INSERT INTO event_bodies (seq, body) SELECT s.seq, s.body "
+    "FROM pg_temp.cairn_staging s JOIN inserted USING (seq) RETURNING seq) "
+    "SELECT count(*), max(seq) FROM bodies"
+)
+_COPY_REJECTED = (
+    "COPY rejected (workspace_id, source_id, received_ms, code, message, body) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+_REJECTED_TYPES = ("int8", "text", "int8", "text", "text", "bytea")
+_SOURCE_COLUMNS = "id, workspace_id, name, write_key, enabled, created_ms"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PostgresStorage(Storage):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._pool: ConnectionPool[_Connection] = ConnectionPool(
+            url,
+            kwargs={"autocommit": True},
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            name="cairn",
+        )
+        try:
+            self._pool.open(wait=True, timeout=10)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # connections ----------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[_Connection]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params, binary=True).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def migrate(self) -> int:
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "applied_ms BIGINT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, script in migration_scripts(self.dialect):
+                if version in done:
+                    continue
+                for statement in statements(script):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now_ms()))
+                done.add(version)
+        return max(done, default=0)
+
+    # the log --------------------------------------------------------------------------------
+    def append(
+        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+    ) -> AppendResult:
+        with self._write() as conn:
+            # A separate statement: the lock must be held before the snapshot that reads max(seq).
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            last = _scalar(conn, "SELECT coalesce(max(seq), 0) FROM events")
+            inserted = 0
+            if events:
+                inserted, newest = _append_events(conn, events, first=last + 1)
+                last = max(last, newest)
+            if rejected:
+                _copy_rejected(conn, rejected)
+        return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
+
+    def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            "WHERE e.seq > %s ORDER BY e.seq LIMIT %s",
+            (after_seq, limit),
+        )
+        return [LogEntry(*row) for row in rows]
+
+    def last_seq(self) -> int:
+        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
+        where, params = event_filters(workspace_id, query, "%s")
+        # Only a lower bound: the `limit` events just after it, so paging towards newer events
+        # never skips any; returned newest first like every other listing.
+        order = "ASC" if query.after_seq is not None and query.before_seq is None else "DESC"
+        rows = self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
+            f"WHERE {where} ORDER BY e.workspace_id {order}, e.seq {order} LIMIT %s",
+            [*params, query.limit],
+        )
+        entries = [LogEntry(*row) for row in rows]
+        return entries if order == "DESC" else entries[::-1]
+
+    def count_events(self, workspace_id: int) -> int:
+        rows = self._rows("SELECT count(*) FROM events WHERE workspace_id = %s", (workspace_id,))
+        return int(rows[0][0])
+
+    def get_cursor(self, name: str) -> int:
+        rows = self._rows("SELECT position FROM cursors WHERE name = %s", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def commit_cursor(self, name: str, position: int) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO cursors (name, position, updated_ms) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+                "updated_ms = excluded.updated_ms",
+                (name, position, _now_ms()),
+            )
+
+    def list_rejected(
+        self, workspace_id: int, *, before_id: int | None, limit: int
+    ) -> list[RejectedEntry]:
+        rows = self._rows(
+            "SELECT id, workspace_id, source_id, received_ms, code, message, body FROM rejected "
+            "WHERE workspace_id = %s AND id < %s ORDER BY workspace_id DESC, id DESC LIMIT %s",
+            (workspace_id, before_id if before_id is not None else 2**62, limit),
+        )
+        return [RejectedEntry(*row) for row in rows]
+
+    # workspaces, sources, tokens ------------------------------------------------------------
+    def create_workspace(self, name: str) -> Workspace:
+        try:
+            rows = self._rows(
+                "INSERT INTO workspaces (name, created_ms) VALUES (%s, %s) "
+                "RETURNING id, name, created_ms",
+                (name, _now_ms()),
+            )
+        except errors.UniqueViolation:
+            raise Conflict(f"workspace {name!r} already exists") from None
+        return Workspace(*rows[0])
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE name = %s", (name,))
+        return Workspace(*rows[0]) if rows else None
+
+    def workspace_by_id(self, workspace_id: int) -> Workspace | None:
+        rows = self._rows(
+            "SELECT id, name, created_ms FROM workspaces WHERE id = %s", (workspace_id,)
+        )
+        return Workspace(*rows[0]) if rows else None
+
+    def list_workspaces(self) -> list[Workspace]:
+        rows = self._rows("SELECT id, name, created_ms FROM workspaces ORDER BY id")
+        return [Workspace(*row) for row in rows]
+
+    def create_source(self, workspace_id: int, name: str, source_id: str, write_key: str) -> Source:
+        try:
+            rows = self._rows(
+                "INSERT INTO sources (id, workspace_id, name, write_key, enabled, created_ms) "
+                f"VALUES (%s, %s, %s, %s, TRUE, %s) RETURNING {_SOURCE_COLUMNS}",
+                (source_id, workspace_id, name, write_key, _now_ms()),
+            )
+        except errors.UniqueViolation:
+            raise Conflict(f"source {name!r} already exists in this workspace") from None
+        except errors.ForeignKeyViolation:
+            raise NotFound(f"no workspace {workspace_id}") from None
+        return Source(*rows[0])
+
+    def list_sources(self, workspace_id: int) -> list[Source]:
+        rows = self._rows(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE workspace_id = %s "
+            "ORDER BY created_ms, id",
+            (workspace_id,),
+        )
+        return [Source(*row) for row in rows]
+
+    def source_by_write_key(self, write_key: str) -> Source | None:
+        rows = self._rows(
+            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE write_key = %s", (write_key,)
+        )
+        return Source(*rows[0]) if rows else None
+
+    def set_source_enabled(self, workspace_id: int, source_id: str, enabled: bool) -> Source:
+        rows = self._rows(
+            "UPDATE sources SET enabled = %s WHERE id = %s AND workspace_id = %s "
+            f"RETURNING {_SOURCE_COLUMNS}",
+            (enabled, source_id, workspace_id),
+        )
+        if not rows:
+            raise NotFound(f"no source {source_id!r} in this workspace")
+        return Source(*rows[0])
+
+    def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
+        try:
+            rows = self._rows(
+                "INSERT INTO tokens (id, workspace_id, token_hash, label, created_ms) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id, workspace_id, label, created_ms",
+                (token_id, workspace_id, token_hash, label, _now_ms()),
+            )
+        except errors.UniqueViolation:
+            raise Conflict("a token with that id or hash already exists") from None
+        except errors.ForeignKeyViolation:
+            raise NotFound(f"no workspace {workspace_id}") from None
+        return Token(*rows[0])
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        rows = self._rows(
+            "SELECT id, workspace_id, label, created_ms FROM tokens WHERE token_hash = %s",
+            (token_hash,),
+        )
+        return Token(*rows[0]) if rows else None
+
+
+def _scalar(conn: _Connection, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _append_events(
+    conn: _Connection, events: Sequence[EventRecord], *, first: int
+) -> tuple[int, int]:
+    """(inserted, highest inserted seq) for `events` numbered from `first`, as SQLite does."""
+    conn.execute(_CREATE_STAGING)
+    with conn.cursor() as cur:
+        with cur.copy("COPY pg_temp.cairn_staging FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_STAGING_TYPES)
+            for seq, e in enumerate(events, first):
+                copy.write_row(
+                    (seq, e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type,
+                     e.event, e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body)
+                )  # fmt: skip
+        row = cur.execute(_MOVE_STAGED).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1] or 0)
+
+
+def _copy_rejected(conn: _Connection, rejected: Sequence[RejectedRecord]) -> None:
+    with conn.cursor() as cur, cur.copy(_COPY_REJECTED) as copy:
+        copy.set_types(_REJECTED_TYPES)
+        for r in rejected:
+            copy.write_row((r.workspace_id, r.source_id, r.received_ms, r.code, r.message, r.body))
