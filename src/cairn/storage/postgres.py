@@ -1,9 +1,9 @@
 """The production backend: PostgreSQL through psycopg 3 and a connection pool.
 
-Appends from any number of processes are serialized by one advisory lock, taken before the next
-sequence number is read, so `seq` order is commit order and a consumer reading `seq > cursor` never
-skips an event. A batch is COPYed into a per-connection staging table and moved into the log by one
-statement.
+Appends from any number of processes are serialized by one advisory lock, taken before the end of
+the log is read, so `seq` order is commit order and a consumer reading `seq > cursor` never skips an
+event. Like SQLite's rowid, `seq` has no gaps: duplicates are dropped before numbering. A batch is
+COPYed into a per-connection staging table and moved into the log by one statement.
 """
 
 from __future__ import annotations
@@ -50,22 +50,24 @@ _LOG_COLUMNS = (
 )
 # ON COMMIT DELETE ROWS: the table is created once per connection and is empty between appends.
 _CREATE_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS cairn_staging (seq BIGINT, workspace_id BIGINT, "
+    "CREATE TEMP TABLE IF NOT EXISTS cairn_staging (position INTEGER, workspace_id BIGINT, "
     "source_id TEXT, message_id TEXT, dedupe_bucket BIGINT, type TEXT, event TEXT, user_id TEXT, "
     "anonymous_id TEXT, timestamp_ms BIGINT, received_ms BIGINT, body BYTEA) ON COMMIT DELETE ROWS"
 )
 _STAGING_TYPES = (
-    "int8", "int8", "text", "text", "int8", "text", "text", "text", "text", "int8", "int8", "bytea"
+    "int4", "int8", "text", "text", "int8", "text", "text", "text", "text", "int8", "int8", "bytea"
 )  # fmt: skip
-# The conflict target is named so that a clash on `seq` (a bug) fails loudly instead of dropping
-# events; ORDER BY makes the first of several copies in one batch the one kept.
+# Staged events are new within their batch; those not yet in the log are numbered after its end,
+# in batch order, so sequence numbers have no gaps. `OFFSET 0` keeps the check a probe of the
+# dedupe index per staged row rather than a join that may scan the whole log.
 _MOVE_STAGED = (
-    f"WITH inserted AS (INSERT INTO events ({_LOG_COLUMNS}) "
-    f"SELECT {_LOG_COLUMNS} FROM pg_temp.cairn_staging ORDER BY seq "
-    "ON CONFLICT (workspace_id, dedupe_bucket, message_id) DO NOTHING RETURNING seq), "
-    "bodies AS (INSERT INTO event_bodies (seq, body) SELECT s.seq, s.body "
-    "FROM pg_temp.cairn_staging s JOIN inserted USING (seq) RETURNING seq) "
-    "SELECT count(*), max(seq) FROM bodies"
+    "WITH fresh AS (SELECT %s::bigint + row_number() OVER (ORDER BY s.position) AS seq, s.* "
+    "FROM pg_temp.cairn_staging s WHERE NOT EXISTS (SELECT FROM events e "
+    "WHERE e.workspace_id = s.workspace_id AND e.dedupe_bucket = s.dedupe_bucket "
+    "AND e.message_id = s.message_id OFFSET 0)), "
+    f"logged AS (INSERT INTO events ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM fresh ORDER BY seq), "
+    "bodies AS (INSERT INTO event_bodies (seq, body) SELECT seq, body FROM fresh ORDER BY seq) "
+    "SELECT count(*), coalesce(max(seq), 0) FROM fresh"
 )
 _COPY_REJECTED = (
     "COPY rejected (workspace_id, source_id, received_ms, code, message, body) "
@@ -135,10 +137,8 @@ class PostgresStorage(Storage):
             # A separate statement: the lock must be held before the snapshot that reads max(seq).
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
             last = _scalar(conn, "SELECT coalesce(max(seq), 0) FROM events")
-            inserted = 0
-            if events:
-                inserted, newest = _append_events(conn, events, first=last + 1)
-                last = max(last, newest)
+            inserted = _append_events(conn, events, last=last) if events else 0
+            last += inserted
             if rejected:
                 _copy_rejected(conn, rejected)
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
@@ -284,22 +284,25 @@ def _scalar(conn: _Connection, sql: str) -> int:
     return int(row[0])
 
 
-def _append_events(
-    conn: _Connection, events: Sequence[EventRecord], *, first: int
-) -> tuple[int, int]:
-    """(inserted, highest inserted seq) for `events` numbered from `first`, as SQLite does."""
+def _append_events(conn: _Connection, events: Sequence[EventRecord], *, last: int) -> int:
+    """Log the events not logged yet, numbered from `last` + 1; return how many were new."""
     conn.execute(_CREATE_STAGING)
+    staged: set[tuple[int, int, str]] = set()
     with conn.cursor() as cur:
         with cur.copy("COPY pg_temp.cairn_staging FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_STAGING_TYPES)
-            for seq, e in enumerate(events, first):
+            for position, e in enumerate(events):
+                key = (e.workspace_id, e.dedupe_bucket, e.message_id)
+                if key in staged:
+                    continue
+                staged.add(key)
                 copy.write_row(
-                    (seq, e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type,
+                    (position, e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type,
                      e.event, e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body)
                 )  # fmt: skip
-        row = cur.execute(_MOVE_STAGED).fetchone()
+        row = cur.execute(_MOVE_STAGED, (last,)).fetchone()
     assert row is not None
-    return int(row[0]), int(row[1] or 0)
+    return int(row[0])
 
 
 def _copy_rejected(conn: _Connection, rejected: Sequence[RejectedRecord]) -> None:
