@@ -19,21 +19,6 @@ from cairn.web.api import SESSION_COOKIE
 from cairn.web.pages import _clock
 from cairn.workspaces import bootstrap, create_source, create_token
 
-# Litestar 2.25 deprecates how the collector and the API declare parameters (being fixed there).
-# Only their handlers' warnings are let through: a deprecated declaration in the pages still fails.
-_OTHERS = (
-    "pixel|project_settings|list_events|list_rejected|add_source|list_sources|change_source|stats"
-)
-pytestmark = [
-    pytest.mark.filterwarnings(
-        r"ignore:Deprecated 'query' parameter. Parameter\(query='data'\):DeprecationWarning"
-    ),
-    pytest.mark.filterwarnings(
-        rf"ignore:\[paths='[^']*', handler='({_OTHERS})'\]:DeprecationWarning"
-    ),
-]
-
-
 @dataclass
 class Site:
     client: TestClient[Any]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get, patch, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.errors import BadRequest, InvalidBody
 from cairn.ingest.messages import MESSAGE_TYPES
@@ -69,6 +69,11 @@ def source_json(source: Source) -> dict[str, Any]:
     }
 
 
+_Auth = NamedDependency[Token]
+_Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
+_Text = Annotated[str | None, QueryParameter()]
+
+
 def _cursor(value: str | None) -> int | None:
     if value is None or value == "":
         return None
@@ -87,15 +92,15 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
 
     @get("/events", sync_to_thread=True, summary="Events, newest first")
     def list_events(
-        token: Token,
-        limit: int = Parameter(default=50, ge=1, le=1000),
-        cursor: str | None = None,
-        after: str | None = None,
-        type: str | None = None,
-        event: str | None = None,
-        user_id: str | None = None,
-        anonymous_id: str | None = None,
-        source_id: str | None = None,
+        token: _Auth,
+        limit: _Limit = 50,
+        cursor: _Text = None,
+        after: _Text = None,
+        type: _Text = None,
+        event: _Text = None,
+        user_id: _Text = None,
+        anonymous_id: _Text = None,
+        source_id: _Text = None,
     ) -> dict[str, Any]:
         if type is not None and type not in MESSAGE_TYPES:
             raise BadRequest(f"type must be one of {', '.join(MESSAGE_TYPES)}", code="invalid_type")
@@ -114,19 +119,17 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
         return {"data": [event_json(e) for e in entries], "next_cursor": next_cursor}
 
     @get("/rejected", sync_to_thread=True, summary="Rejected messages with their reasons")
-    def list_rejected(
-        token: Token, limit: int = Parameter(default=50, ge=1, le=1000), cursor: str | None = None
-    ) -> dict[str, Any]:
+    def list_rejected(token: _Auth, limit: _Limit = 50, cursor: _Text = None) -> dict[str, Any]:
         entries = storage.list_rejected(token.workspace_id, before_id=_cursor(cursor), limit=limit)
         next_cursor = str(entries[-1].id) if len(entries) == limit else None
         return {"data": [rejected_json(e) for e in entries], "next_cursor": next_cursor}
 
     @get("/sources", sync_to_thread=True, summary="Sources and their write keys")
-    def list_sources(token: Token) -> dict[str, Any]:
+    def list_sources(token: _Auth) -> dict[str, Any]:
         return {"data": [source_json(s) for s in storage.list_sources(token.workspace_id)]}
 
     @post("/sources", sync_to_thread=True, status_code=201, summary="Create a source")
-    def add_source(token: Token, data: SourceIn) -> dict[str, Any]:
+    def add_source(token: _Auth, data: JSONBody[SourceIn]) -> dict[str, Any]:
         workspace = storage.workspace_by_id(token.workspace_id)
         assert workspace is not None
         try:
@@ -135,12 +138,14 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
             raise InvalidBody(str(exc)) from None
 
     @patch("/sources/{source_id:str}", sync_to_thread=True, summary="Enable or disable a source")
-    def change_source(token: Token, source_id: str, data: SourcePatch) -> dict[str, Any]:
+    def change_source(
+        token: _Auth, source_id: FromPath[str], data: JSONBody[SourcePatch]
+    ) -> dict[str, Any]:
         source = storage.set_source_enabled(token.workspace_id, source_id, data.enabled)
         return source_json(source)
 
     @get("/stats", sync_to_thread=True, summary="Collector and log counters")
-    def stats(token: Token) -> dict[str, Any]:
+    def stats(token: _Auth) -> dict[str, Any]:
         s = writer.stats
         return {
             "events": storage.count_events(token.workspace_id),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from cairn.errors import CairnError
 from cairn.ingest.collector import Collector, IncomingRequest
@@ -69,8 +69,8 @@ def collector_routes(collector: Collector, settings: Settings) -> list[HTTPRoute
     @get("/v1/pixel/{kind:str}", tags=["collector"], summary="Tracking pixel; always a 1x1 GIF")
     async def pixel(
         request: Request[Any, Any, Any],
-        kind: str,
-        payload: str = Parameter(query="data", default=""),
+        kind: FromPath[str],
+        payload: Annotated[str, QueryParameter(name="data")] = "",
     ) -> Response[bytes]:
         await _pixel(collector, settings, request, kind, payload)
         return Response(
@@ -80,7 +80,9 @@ def collector_routes(collector: Collector, settings: Settings) -> list[HTTPRoute
     @get(
         "/v1/projects/{write_key:str}/settings", tags=["collector"], summary="analytics.js settings"
     )
-    async def project_settings(request: Request[Any, Any, Any], write_key: str) -> dict[str, Any]:
+    async def project_settings(
+        request: Request[Any, Any, Any], write_key: FromPath[str]
+    ) -> dict[str, Any]:
         await collector.source_by_key(write_key)
         return analytics_js_settings(request, settings, write_key)
 
