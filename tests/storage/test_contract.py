@@ -352,12 +352,12 @@ def test_tokens(storage: Storage) -> None:
 def test_log_writer_threads_lose_nothing(storage: Storage) -> None:
     writer = LogWriter(storage, max_rows=200)
     writer.start()
-    sent: list[str] = []
+    sent: dict[int, list[str]] = {k: [] for k in range(8)}
 
     def client(k: int) -> None:
         for j in range(8):
             batch = [f"m{(k * 37 + j * 11 + i) % 300}" for i in range(25)]
-            sent.extend(batch)
+            sent[k].extend(batch)
             writer.append_sync([event(m, workspace=1 + k % 2) for m in batch])
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
@@ -368,10 +368,10 @@ def test_log_writer_threads_lose_nothing(storage: Storage) -> None:
     writer.stop()
     stored = [(e.workspace_id, e.message_id) for e in storage.read_log(0, 10_000)]
     assert len(stored) == len(set(stored))
-    expected = {(1 + k % 2, m) for k in range(8) for m in sent[k * 200 : (k + 1) * 200]}
+    expected = {(1 + k % 2, m) for k in range(8) for m in sent[k]}
     assert set(stored) == expected
     assert writer.stats.events == len(expected)
-    assert writer.stats.duplicates == len(sent) - len(expected)
+    assert writer.stats.duplicates == sum(map(len, sent.values())) - len(expected)
 
 
 def test_separate_appenders_and_a_tailing_reader(
@@ -492,3 +492,17 @@ def _apply(
         results.append((r.inserted, r.duplicates, r.last_seq - start))
     stored = [(e.seq - start, e.message_id, e.body) for e in storage.read_log(start, 1000)]
     return results, stored
+
+
+def test_sources_and_tokens_need_an_existing_workspace(storage: Storage) -> None:
+    with pytest.raises(NotFound):
+        storage.create_source(999_999, "web", "src_x", "key_x")
+    with pytest.raises(NotFound):
+        storage.create_token(999_999, "tok_x", "hash_x", "")
+
+
+def test_token_hash_taken_is_a_conflict(storage: Storage) -> None:
+    workspace = storage.create_workspace("acme")
+    storage.create_token(workspace.id, "tok_a", "same-hash", "")
+    with pytest.raises(Conflict):
+        storage.create_token(workspace.id, "tok_b", "same-hash", "")

@@ -30,7 +30,7 @@ from cairn.storage.base import (
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import event_filters, statements
+from cairn.storage.sql import event_listing, log_page, statements
 
 __all__ = ["PostgresStorage"]
 
@@ -40,13 +40,9 @@ _Connection = psycopg.Connection[tuple[Any, ...]]
 _APPEND_LOCK = int.from_bytes(b"cairnlog")
 _MIGRATE_LOCK = int.from_bytes(b"cairnmig")
 
-_EVENT_COLUMNS = (
-    "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
-    "e.anonymous_id, e.timestamp_ms, e.received_ms, b.body"
-)
 _LOG_COLUMNS = (
     "seq, workspace_id, source_id, message_id, dedupe_bucket, type, event, user_id, anonymous_id, "
-    "timestamp_ms, received_ms"
+    "timestamp_ms, received_ms, body"
 )
 # ON COMMIT DELETE ROWS: the table is created once per connection and is empty between appends.
 _CREATE_STAGING = (
@@ -65,8 +61,7 @@ _MOVE_STAGED = (
     "FROM pg_temp.cairn_staging s WHERE NOT EXISTS (SELECT FROM events e "
     "WHERE e.workspace_id = s.workspace_id AND e.dedupe_bucket = s.dedupe_bucket "
     "AND e.message_id = s.message_id OFFSET 0)), "
-    f"logged AS (INSERT INTO events ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM fresh ORDER BY seq), "
-    "bodies AS (INSERT INTO event_bodies (seq, body) SELECT seq, body FROM fresh ORDER BY seq) "
+    f"logged AS (INSERT INTO events ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM fresh ORDER BY seq) "
     "SELECT count(*), coalesce(max(seq), 0) FROM fresh"
 )
 _COPY_REJECTED = (
@@ -144,28 +139,15 @@ class PostgresStorage(Storage):
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
     def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
-        rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
-            "WHERE e.seq > %s ORDER BY e.seq LIMIT %s",
-            (after_seq, limit),
-        )
-        return [LogEntry(*row) for row in rows]
+        return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, "%s"))]
 
     def last_seq(self) -> int:
         return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
 
     def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
-        where, params = event_filters(workspace_id, query, "%s")
-        # Only a lower bound: the `limit` events just after it, so paging towards newer events
-        # never skips any; returned newest first like every other listing.
-        order = "ASC" if query.after_seq is not None and query.before_seq is None else "DESC"
-        rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e JOIN event_bodies b ON b.seq = e.seq "
-            f"WHERE {where} ORDER BY e.workspace_id {order}, e.seq {order} LIMIT %s",
-            [*params, query.limit],
-        )
-        entries = [LogEntry(*row) for row in rows]
-        return entries if order == "DESC" else entries[::-1]
+        sql, params, reverse = event_listing(workspace_id, query, "%s")
+        entries = [LogEntry(*row) for row in self._rows(sql, params)]
+        return entries[::-1] if reverse else entries
 
     def count_events(self, workspace_id: int) -> int:
         rows = self._rows("SELECT count(*) FROM events WHERE workspace_id = %s", (workspace_id,))

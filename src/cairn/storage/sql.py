@@ -6,8 +6,12 @@ from typing import Any
 
 from cairn.storage.base import EventQuery
 
-__all__ = ["event_filters", "statements"]
+__all__ = ["EVENT_COLUMNS", "event_filters", "event_listing", "log_page", "statements"]
 
+EVENT_COLUMNS = (
+    "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
+    "e.anonymous_id, e.timestamp_ms, e.received_ms, e.body"
+)
 _FILTER_COLUMNS = ("type", "event", "user_id", "anonymous_id", "source_id")
 
 
@@ -33,3 +37,25 @@ def statements(script: str) -> list[str]:
     """The statements of a migration script (`;`-separated, `--` comments dropped)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def log_page(after_seq: int, limit: int, mark: str) -> tuple[str, list[Any]]:
+    """The consumers' read: events after a cursor, in sequence order, across workspaces."""
+    sql = f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > {mark} ORDER BY e.seq LIMIT {mark}"
+    return sql, [after_seq, limit]
+
+
+def event_listing(workspace_id: int, query: EventQuery, mark: str) -> tuple[str, list[Any], bool]:
+    """SQL, parameters, and whether to reverse the rows, for a newest-first listing.
+
+    With only a lower bound (`after_seq`), the `limit` events just after it are read oldest first,
+    so paging towards newer events never skips any, and reversed to newest first.
+    """
+    where, params = event_filters(workspace_id, query, mark)
+    ascending = query.after_seq is not None and query.before_seq is None
+    order = "ASC" if ascending else "DESC"
+    sql = (
+        f"SELECT {EVENT_COLUMNS} FROM events e WHERE {where} "
+        f"ORDER BY e.workspace_id {order}, e.seq {order} LIMIT {mark}"
+    )
+    return sql, [*params, query.limit], ascending

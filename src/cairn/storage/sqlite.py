@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cairn.errors import Conflict, NotFound
+from cairn.errors import CairnError, Conflict, NotFound
 from cairn.ingest.messages import EventRecord, RejectedRecord
 from cairn.storage.base import (
     AppendResult,
@@ -27,14 +27,10 @@ from cairn.storage.base import (
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import event_filters, statements
+from cairn.storage.sql import event_listing, log_page, statements
 
 __all__ = ["SQLiteStorage"]
 
-_EVENT_COLUMNS = (
-    "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
-    "e.anonymous_id, e.timestamp_ms, e.received_ms, e.body"
-)
 _INSERT_EVENT = (
     "INSERT INTO events (workspace_id, source_id, message_id, dedupe_bucket, type, event, "
     "user_id, anonymous_id, timestamp_ms, received_ms, body) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
@@ -80,6 +76,7 @@ class SQLiteStorage(Storage):
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
             # Checkpoint every ~32 MB of WAL rather than 4 MB: fewer, larger checkpoints (and their
             # fsyncs) on the writer thread under sustained ingest.
             conn.execute("PRAGMA wal_autocheckpoint=8192")
@@ -152,26 +149,15 @@ class SQLiteStorage(Storage):
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
     def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
-        rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e "
-            "WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
-            (after_seq, limit),
-        )
-        return [LogEntry(*row) for row in rows]
+        return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, "?"))]
 
     def last_seq(self) -> int:
         return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
 
     def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
-        where, params = event_filters(workspace_id, query, "?")
-        order = "ASC" if query.after_seq is not None and query.before_seq is None else "DESC"
-        rows = self._rows(
-            f"SELECT {_EVENT_COLUMNS} FROM events e "
-            f"WHERE {where} ORDER BY e.workspace_id {order}, e.seq {order} LIMIT ?",
-            [*params, query.limit],
-        )
-        entries = [LogEntry(*row) for row in rows]
-        return entries if order == "DESC" else entries[::-1]
+        sql, params, reverse = event_listing(workspace_id, query, "?")
+        entries = [LogEntry(*row) for row in self._rows(sql, params)]
+        return entries[::-1] if reverse else entries
 
     def count_events(self, workspace_id: int) -> int:
         return int(
@@ -235,8 +221,12 @@ class SQLiteStorage(Storage):
                     "VALUES (?, ?, ?, ?, 1, ?)",
                     (source_id, workspace_id, name, write_key, _now_ms()),
                 )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"source {name!r} already exists in this workspace") from None
+        except sqlite3.IntegrityError as exc:
+            raise _integrity(
+                exc,
+                f"no workspace {workspace_id}",
+                f"source {name!r} already exists in this workspace",
+            ) from None
         return self._source("id = ?", source_id)  # type: ignore[return-value]
 
     def _source(self, condition: str, *params: Any) -> Source | None:
@@ -273,12 +263,17 @@ class SQLiteStorage(Storage):
 
     def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
         created = _now_ms()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO tokens (id, workspace_id, token_hash, label, created_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (token_id, workspace_id, token_hash, label, created),
-            )
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO tokens (id, workspace_id, token_hash, label, created_ms) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (token_id, workspace_id, token_hash, label, created),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise _integrity(
+                exc, f"no workspace {workspace_id}", "a token with that id or hash already exists"
+            ) from None
         return Token(token_id, workspace_id, label, created)
 
     def token_by_hash(self, token_hash: str) -> Token | None:
@@ -287,3 +282,10 @@ class SQLiteStorage(Storage):
             (token_hash,),
         )
         return Token(*rows[0]) if rows else None
+
+
+def _integrity(exc: sqlite3.IntegrityError, missing: str, taken: str) -> CairnError:
+    """A foreign key failure means the parent is missing; anything else is a name taken."""
+    if "FOREIGN KEY" in str(exc):
+        return NotFound(missing)
+    return Conflict(taken)
