@@ -18,7 +18,7 @@ from cairn.settings import Settings
 from cairn.storage.base import Storage, open_storage
 from cairn.web.api import api_router
 from cairn.web.collector import collector_routes
-from cairn.web.cors import CollectorCORS
+from cairn.web.cors import CollectorCORS, add_cors_headers
 from cairn.web.errors import EXCEPTION_HANDLERS
 from cairn.web.pages import page_routes
 from cairn.workspaces import SourceCache
@@ -86,6 +86,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[CollectorCORS],
+        before_send=[add_cors_headers],
         openapi_config=OpenAPIConfig(title="Cairn", version=__version__, path="/schema"),
         request_max_body_size=settings.max_request_bytes * 2,
         debug=False,

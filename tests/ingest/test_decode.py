@@ -137,12 +137,24 @@ def test_a_bare_list_is_a_batch() -> None:
         (b'{"batch": {"a": 1}}', True, InvalidBody),
         (b'{"batch": null}', True, InvalidBody),
         (b'{"sentAt": "2024-01-01T00:00:00Z"}', True, InvalidBody),
-        (b'{"userId": "u", "n": 1e400}', False, InvalidJSON),
     ],
 )
 def test_unreadable_bodies_raise_bad_request(body: bytes, batch: bool, error: type) -> None:
     with pytest.raises(error):
         decode_body(body, batch=batch)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"userId": "u", "n": 1e400}', "invalid_number"),
+        (b'{"userId": "u", "n": %s}' % (b"[" * 5000 + b"]" * 5000), "nesting_too_deep"),
+    ],
+)
+def test_a_single_message_that_cannot_be_kept_is_an_item_error(body: bytes, code: str) -> None:
+    [item] = decode_body(body, batch=False).items
+    assert isinstance(item, ItemError)
+    assert item.code == code
 
 
 def test_one_broken_item_costs_only_itself() -> None:

@@ -19,6 +19,7 @@ from cairn.web.api import SESSION_COOKIE
 from cairn.web.pages import _clock
 from cairn.workspaces import bootstrap, create_source, create_token
 
+
 @dataclass
 class Site:
     client: TestClient[Any]

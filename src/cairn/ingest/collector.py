@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cairn.errors import BadRequest, CairnError, PayloadTooLarge
 from cairn.ingest.auth import write_key_from_body, write_key_from_headers
 from cairn.ingest.decode import Payload, decode_body, decompress
 from cairn.ingest.messages import (
@@ -27,6 +28,8 @@ from cairn.storage.base import Source
 from cairn.workspaces import SourceCache
 
 __all__ = ["Collector", "IncomingRequest"]
+
+_KEPT_BYTES = 65536
 
 
 @dataclass(slots=True)
@@ -47,10 +50,16 @@ class Collector:
     async def collect(self, request: IncomingRequest) -> dict[str, Any]:
         """Store the request's valid messages durably; the JSON answer for the client."""
         received = now_ms()
-        data = decompress(
-            request.body, request.headers.get("content-encoding"), self._settings.max_request_bytes
-        )
-        payload = decode_body(data, batch=request.batch)
+        try:
+            data = decompress(
+                request.body,
+                request.headers.get("content-encoding"),
+                self._settings.max_request_bytes,
+            )
+            payload = decode_body(data, batch=request.batch)
+        except (BadRequest, PayloadTooLarge) as exc:
+            await self._record_refused_request(request, exc, received)
+            raise
         source = await self.source_for(request.headers, payload)
         info = self._request_info(request, payload, source, received)
         events, rejected, rejections = self._normalize_all(payload, info, request.message_type)
@@ -73,6 +82,27 @@ class Collector:
             if not hit:
                 source = await asyncio.to_thread(self._sources.load, key)
         return SourceCache.check(key, source)
+
+    async def _record_refused_request(
+        self, request: IncomingRequest, error: CairnError, received: int
+    ) -> None:
+        """List a request that could not be read at all, when its headers name a source."""
+        key = write_key_from_headers(request.headers)
+        if key is None:
+            return
+        try:
+            source = await self.source_by_key(key)
+            entry = RejectedRecord(
+                source.workspace_id,
+                source.id,
+                received,
+                error.code,
+                f"request: {error.message}",
+                request.body[:_KEPT_BYTES],
+            )
+            await self._writer.append([], [entry])
+        except CairnError:
+            return  # unknown key, or the writer is overloaded: the client got its error anyway
 
     def _request_info(
         self, request: IncomingRequest, payload: Payload, source: Source, received: int

@@ -52,16 +52,31 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
         wbits = zlib.MAX_WBITS
     else:
         raise InvalidEncoding(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise InvalidEncoding(f"body is not valid {name}: {exc}") from None
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"decompressed body is over the limit of {max_bytes} bytes")
-    if not inflater.eof:
-        raise InvalidEncoding(f"{name} body is truncated")
-    return data
+    return _inflate(body, wbits, name, max_bytes)
+
+
+def _inflate(body: bytes, wbits: int, name: str, max_bytes: int) -> bytes:
+    """Every member of a (possibly multi-member) gzip stream, as RFC 1952 and `gzip` read it."""
+    parts: list[bytes] = []
+    size = 0
+    remaining = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(remaining, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise InvalidEncoding(f"body is not valid {name}: {exc}") from None
+        size += len(data)
+        if size > max_bytes or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed body is over the limit of {max_bytes} bytes")
+        if not inflater.eof:
+            raise InvalidEncoding(f"{name} body is truncated")
+        parts.append(data)
+        remaining = inflater.unused_data
+        if not remaining.strip(b"\x00") or wbits == zlib.MAX_WBITS:
+            if remaining.strip(b"\x00"):
+                raise InvalidEncoding(f"unexpected bytes after the end of the {name} stream")
+            return b"".join(parts)
 
 
 def decode_body(data: bytes, *, batch: bool) -> Payload:
@@ -93,9 +108,13 @@ def _batch_payload(document: Any) -> Payload:
 
 
 def _lenient_single(data: bytes, first_error: Exception) -> Any:
+    """The one message of a single-message call; nesting or numbers out of range make it an
+    `ItemError` (rejected and listed like a batch item), broken JSON fails the request."""
     value = _lenient_loads(data.decode("utf-8", errors="replace"))
     if isinstance(value, ItemError):
-        raise InvalidJSON(f"body is not valid JSON: {value.message}") from first_error
+        if value.code == "invalid_json":
+            raise InvalidJSON(value.message) from first_error
+        return value
     if not isinstance(value, dict):
         raise InvalidBody("body must be a JSON object")
     return value

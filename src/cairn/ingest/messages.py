@@ -19,11 +19,13 @@ from cairn.ingest.decode import ItemError
 from cairn.ingest.timestamps import format_ms, parse_ms
 
 __all__ = [
+    "MAX_DEPTH",
     "MESSAGE_TYPES",
     "EventRecord",
     "RejectedRecord",
     "Rejection",
     "RequestInfo",
+    "depth",
     "normalize",
     "rejected_record",
 ]
@@ -31,6 +33,9 @@ __all__ = [
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 SHORT_TYPES = {t[0]: t for t in MESSAGE_TYPES}
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+MAX_DEPTH = 256
+"""Deepest nesting of objects and arrays a message may have: far past real events (rarely over
+5), well short of what JSON codecs and the read side can recurse through (about 900)."""
 _MOBILE_LIBRARIES = ("ios", "android", "react-native", "flutter", "kotlin", "swift", "xamarin")
 _NO_TIMESTAMP_BUCKET = -1
 _encode = msgspec.json.Encoder().encode
@@ -110,18 +115,23 @@ def normalize(
         return _normalize(raw, info, forced_type)
     except _Invalid as exc:
         return Rejection(index, exc.code, exc.message)
+    except RecursionError:
+        return Rejection(
+            index, "nesting_too_deep", f"message is nested more than {MAX_DEPTH} levels deep"
+        )
 
 
 def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRecord:
     # The hot path of ingest: written for speed (in-place edits, few calls); see bench/ingest.py.
     if type(raw) is not dict:
         raise _Invalid("invalid_message", "message must be a JSON object")
-    message: dict[str, Any] = raw
-    nulls = [key for key, value in message.items() if value is None]
-    for key in nulls:
-        del message[key]
-    message.pop("writeKey", None)
-    message.pop("_metadata", None)
+    # A shallow copy: `raw` stays as sent for the rejected list. Nested objects are never edited
+    # in place (context is copied before the server fills it).
+    message: dict[str, Any] = {
+        key: value
+        for key, value in raw.items()
+        if value is not None and key != "writeKey" and key != "_metadata"
+    }
     kind = _message_type(message, forced_type)
     user_id = _take_id(message, "userId")
     anonymous_id = _take_id(message, "anonymousId")
@@ -147,6 +157,9 @@ def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRec
             "message_too_large",
             f"message is {len(body)} bytes; the limit is {info.max_message_bytes}",
         )
+    # Brackets bound the depth from above: only messages with many of them are walked.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and depth(message) > MAX_DEPTH:
+        raise _Invalid("nesting_too_deep", f"message is nested more than {MAX_DEPTH} levels deep")
     return EventRecord(
         info.workspace_id,
         info.source_id,
@@ -160,6 +173,25 @@ def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRec
         info.received_ms,
         body,
     )
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (iterative: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if type(node) is dict:
+            children: Any = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _take_id(message: dict[str, Any], name: str) -> str | None:
@@ -258,7 +290,7 @@ def _merge_request_context(message: dict[str, Any], info: RequestInfo) -> None:
         message["integrations"] = _merge(info.integrations, message.get("integrations") or {})
     context = message.get("context")
     if info.browser or (isinstance(context, dict) and context.get("direct") is True):
-        context = message.setdefault("context", {})
+        context = message["context"] = dict(context or {})
         if info.ip and not context.get("ip"):
             context["ip"] = info.ip
         if info.user_agent and not context.get("userAgent"):

@@ -43,7 +43,11 @@ def format_ms(ms: int) -> str:
     prefix = _SECONDS.get(second)
     if prefix is None:
         moment = _EPOCH + timedelta(seconds=second)
-        prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+        # Not strftime: its %Y does not zero-pad years below 1000 on every platform.
+        prefix = (
+            f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}."
+        )
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
         _SECONDS[second] = prefix

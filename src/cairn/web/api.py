@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.errors import BadRequest, InvalidBody
-from cairn.ingest.messages import MESSAGE_TYPES
+from cairn.ingest.messages import MAX_DEPTH, MESSAGE_TYPES, depth
 from cairn.ingest.timestamps import format_ms
 from cairn.log.writer import LogWriter
 from cairn.storage.base import EventQuery, LogEntry, RejectedEntry, Source, Storage, Token
@@ -38,7 +38,13 @@ def bearer(request: Request[Any, Any, Any]) -> str | None:
 
 
 def event_json(entry: LogEntry) -> dict[str, Any]:
-    message: dict[str, Any] = _decode(entry.body)
+    try:
+        message: dict[str, Any] = _decode(entry.body)
+    except (msgspec.DecodeError, RecursionError):
+        # Stored before the nesting limit existed, or by hand: show it rather than fail the page.
+        message = {"messageId": entry.message_id, "type": entry.type, "event": entry.event,
+                   "userId": entry.user_id, "anonymousId": entry.anonymous_id,
+                   "unreadable": entry.body.decode("utf-8", "replace")}  # fmt: skip
     message["seq"] = entry.seq
     message["sourceId"] = entry.source_id
     return message
@@ -47,7 +53,9 @@ def event_json(entry: LogEntry) -> dict[str, Any]:
 def rejected_json(entry: RejectedEntry) -> dict[str, Any]:
     try:
         body: Any = _decode(entry.body)
-    except msgspec.DecodeError:
+        if depth(body) > MAX_DEPTH:
+            body = entry.body.decode("utf-8", "replace")
+    except (msgspec.DecodeError, RecursionError):
         body = entry.body.decode("utf-8", "replace")
     return {
         "id": entry.id,

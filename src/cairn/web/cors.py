@@ -1,7 +1,8 @@
 """CORS for the collector's `/v1` paths, as analytics.js needs it (PROTOCOL.md, "Request format").
 
-Answers every preflight itself and puts `Access-Control-Allow-Origin` on every `/v1` answer,
-errors included. The requested headers are echoed because `*` does not cover `Authorization`.
+`CollectorCORS` answers every preflight itself; `add_cors_headers` (an app-level before-send hook)
+puts `Access-Control-Allow-Origin` on every `/v1` answer, errors and unknown routes included. The
+requested headers are echoed because `*` does not cover `Authorization`.
 """
 
 from __future__ import annotations
@@ -11,32 +12,41 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CollectorCORS"]
+__all__ = ["CollectorCORS", "add_cors_headers"]
 
 _PREFIX = "/v1/"
+_ALLOW_ORIGIN = b"access-control-allow-origin"
 
 
 class CollectorCORS:
+    """Answers `OPTIONS` on any `/v1` route before routing does."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        headers = _headers(scope)
-        origin = headers.get(b"origin", b"*")
-        if scope.get("method") == "OPTIONS":
+        if (
+            scope["type"] == ScopeType.HTTP
+            and scope.get("method") == "OPTIONS"
+            and scope["path"].startswith(_PREFIX)
+        ):
+            headers = _headers(scope)
+            origin = headers.get(b"origin", b"*")
             await _preflight(send, origin, headers.get(b"access-control-request-headers"))
             return
-        cors = [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        await self.app(scope, receive, send)
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *cors]
-            await send(message)
 
-        await self.app(scope, receive, send_with_cors)
+async def add_cors_headers(message: Message, scope: Scope) -> None:
+    """Before-send hook: `Access-Control-Allow-Origin` on every `/v1` response."""
+    if message["type"] != "http.response.start" or not scope["path"].startswith(_PREFIX):
+        return
+    present = list(message.get("headers") or [])
+    if any(name.lower() == _ALLOW_ORIGIN for name, _ in present):
+        return
+    origin = _headers(scope).get(b"origin", b"*")
+    updated: Any = message
+    updated["headers"] = [*present, (_ALLOW_ORIGIN, origin), (b"vary", b"Origin")]
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -46,7 +56,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 async def _preflight(send: Send, origin: bytes, requested: bytes | None) -> None:
     allow_headers = requested or b"authorization, content-type, content-encoding, x-write-key"
     headers: list[tuple[bytes, bytes]] = [
-        (b"access-control-allow-origin", origin),
+        (_ALLOW_ORIGIN, origin),
         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
         (b"access-control-allow-headers", allow_headers),
         (b"access-control-max-age", b"86400"),
