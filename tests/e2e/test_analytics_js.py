@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,24 +22,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.collector import Window, assert_stored_as_sent, by_message_id, millis
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Belt and braces: a request to any other host fails instead of leaving the machine. It is
-    # still seen (and failed on) by the request log below.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 ASSETS = Path(__file__).parent / "assets"
 ANALYTICS_NEXT_VERSION = "1.84.3"  # tests/e2e/assets/README.md
 LOOPBACK = "127.0.0.1"
@@ -105,29 +92,10 @@ TYPES = ["page", "alias", "identify", "track", "page", "group"]
 SHORT_PATHS = {f"/v1/{kind[0]}": kind for kind in ("identify", "track", "page", "group", "alias")}
 
 
-def _require_chromium() -> Any:
-    """Playwright's sync API module; skipped without Chromium, fatal in CI."""
-    missing = None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        from playwright import sync_api
-    except ImportError:
-        sync_api, missing = None, missing or "the playwright package is not installed"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return sync_api
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = _require_chromium()
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -3,7 +3,6 @@ arrive without a reload, open it, and find a rejected message under its tab."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,46 +10,20 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.server import ServerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing leaves the machine
-]
 SCREENSHOT = Path("/tmp/debugger.png")
 HOSTILE = "<script>alert('xss')</script><img src=x onerror=alert(1)>"
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def page() -> Iterator[Any]:
-    """A Chromium tab; skipped locally without Chromium or Playwright, fatal in CI."""
-    if not CHROMIUM.exists():
-        _unavailable(f"Chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 860})
-        finally:
-            browser.close()
+    """A Chromium tab (see tests/support/browser.py)."""
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1280, "height": 860})
 
 
 def _send(server: ServerProcess, message: dict[str, Any]) -> None:

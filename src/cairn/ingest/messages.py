@@ -122,7 +122,7 @@ def normalize(
 
 
 def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRecord:
-    # The hot path of ingest: written for speed (in-place edits, few calls); see bench/ingest.py.
+    # The hot path of ingest: written for speed (one shallow copy, few calls); see bench/ingest.py.
     if type(raw) is not dict:
         raise _Invalid("invalid_message", "message must be a JSON object")
     # A shallow copy: `raw` stays as sent for the rejected list. Nested objects are never edited
