@@ -1,0 +1,167 @@
+"""The servers under test as subprocesses, and what /proc says about them while they run.
+
+`cairn serve` and the no-op ceiling each run as their own process on a free loopback port, with
+their output in a log file under `bench/.data/logs/`. They are stopped with SIGINT, as an operator
+would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Server", "Usage", "free_port", "start_cairn", "start_noop", "watch"]
+
+_BENCH = Path(__file__).parent
+_LOGS = _BENCH / ".data" / "logs"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get_json(self, path: str, token: str = "") -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return json.loads(answer.read())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            try:
+                self.get_json("/health")
+                return
+            except (OSError, urllib.error.URLError, json.JSONDecodeError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer /health in {timeout:.0f} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGINT, then wait; kill only when it does not stop. The exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _spawn(name: str, args: list[str], port: int) -> Server:
+    _LOGS.mkdir(parents=True, exist_ok=True)
+    log = _LOGS / f"{name}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = Server(name, proc, port, log)
+    server.wait_ready()
+    return server
+
+
+def start_noop() -> Server:
+    port = free_port()
+    args = [sys.executable, str(_BENCH / "noop_server.py"), "--port", str(port)]
+    return _spawn("noop", args, port)
+
+
+def start_cairn(name: str, *, data_dir: Path, database_url: str = "") -> Server:
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "cairn",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    if database_url:
+        args += ["--database-url", database_url]
+    return _spawn(name, args, port)
+
+
+@dataclass
+class Usage:
+    """What the server and the machine used during the measured window."""
+
+    rss_mb: list[float] = field(default_factory=list)
+    server_cores: float = 0.0
+    generator_cores: float = 0.0
+    other_cores: float = 0.0
+
+    @property
+    def rss_peak_mb(self) -> float:
+        return max(self.rss_mb, default=0.0)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _process_ticks(pid: int | str) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def _machine_busy_ticks() -> int:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+
+def _ticks(pid: int) -> tuple[int, int, int]:
+    return _process_ticks(pid), _process_ticks("self"), _machine_busy_ticks()
+
+
+async def watch(pid: int, delay: float, duration: float, usage: Usage) -> None:
+    """Fill `usage` from /proc during [delay, delay + duration] seconds from now."""
+    await asyncio.sleep(delay)
+    started, begin = time.monotonic(), _ticks(pid)
+    while (left := duration - (time.monotonic() - started)) > 0:
+        usage.rss_mb.append(_rss_mb(pid))
+        await asyncio.sleep(min(0.5, left))
+    end, elapsed = _ticks(pid), time.monotonic() - started
+    server, generator, busy = ((b - a) / _TICK / elapsed for a, b in zip(begin, end, strict=True))
+    usage.server_cores = server
+    usage.generator_cores = generator
+    usage.other_cores = max(0.0, busy - server - generator)
