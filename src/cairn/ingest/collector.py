@@ -63,7 +63,8 @@ class Collector:
         source = await self.source_for(request.headers, payload)
         info = self._request_info(request, payload, source, received)
         events, rejected, rejections = self._normalize_all(payload, info, request.message_type)
-        await self._writer.append(events, rejected)
+        if events or rejected:
+            await self._writer.append(events, rejected)
         answer: dict[str, Any] = {"success": True}
         if rejections:
             answer["rejected"] = rejections
