@@ -92,7 +92,7 @@ class SQLiteStorage(Storage):
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             # Readers get a small page cache (there may be dozens of reader threads); the log
             # writer's connection gets the configured one (see `append`).
@@ -342,6 +342,21 @@ def _chunks(events: Sequence[EventRecord]) -> Iterator[list[Any]]:
                        e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body)  # fmt: skip
         yield params
         start += size
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database to WAL. Several processes opening a new file at once race for the
+    lock this needs, and SQLite answers "locked" without waiting, so retry for a while."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _integrity(exc: sqlite3.IntegrityError, missing: str, taken: str) -> CairnError:
