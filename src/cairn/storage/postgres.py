@@ -21,16 +21,12 @@ from cairn.errors import Conflict, NotFound
 from cairn.ingest.messages import EventRecord, RejectedRecord
 from cairn.storage.base import (
     AppendResult,
-    EventQuery,
-    LogEntry,
-    RejectedEntry,
     Source,
-    Storage,
     Token,
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import event_listing, log_page, statements
+from cairn.storage.sql import SOURCE_COLUMNS, SQLStorage, source_from_row, statements
 
 __all__ = ["PostgresStorage"]
 
@@ -72,7 +68,6 @@ _COPY_REJECTED = (
     "FROM STDIN (FORMAT BINARY)"
 )
 _REJECTED_TYPES = ("int8", "text", "int8", "text", "text", "bytea")
-_SOURCE_COLUMNS = "id, workspace_id, name, write_key, enabled, created_ms"
 
 
 def _configure(conn: _Connection) -> None:
@@ -87,8 +82,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SQLStorage):
     dialect = "postgres"
+    mark = "%s"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self._pool: ConnectionPool[_Connection] = ConnectionPool(
@@ -148,25 +144,6 @@ class PostgresStorage(Storage):
                 _copy_rejected(conn, rejected)
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
-    def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
-        return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, "%s"))]
-
-    def last_seq(self) -> int:
-        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
-
-    def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
-        sql, params, reverse = event_listing(workspace_id, query, "%s")
-        entries = [LogEntry(*row) for row in self._rows(sql, params)]
-        return entries[::-1] if reverse else entries
-
-    def count_events(self, workspace_id: int) -> int:
-        rows = self._rows("SELECT count(*) FROM events WHERE workspace_id = %s", (workspace_id,))
-        return int(rows[0][0])
-
-    def get_cursor(self, name: str) -> int:
-        rows = self._rows("SELECT position FROM cursors WHERE name = %s", (name,))
-        return int(rows[0][0]) if rows else 0
-
     def commit_cursor(self, name: str, position: int) -> None:
         with self._pool.connection() as conn:
             conn.execute(
@@ -176,17 +153,6 @@ class PostgresStorage(Storage):
                 (name, position, _now_ms()),
             )
 
-    def list_rejected(
-        self, workspace_id: int, *, before_id: int | None, limit: int
-    ) -> list[RejectedEntry]:
-        rows = self._rows(
-            "SELECT id, workspace_id, source_id, received_ms, code, message, body FROM rejected "
-            "WHERE workspace_id = %s AND id < %s ORDER BY workspace_id DESC, id DESC LIMIT %s",
-            (workspace_id, before_id if before_id is not None else 2**62, limit),
-        )
-        return [RejectedEntry(*row) for row in rows]
-
-    # workspaces, sources, tokens ------------------------------------------------------------
     def create_workspace(self, name: str) -> Workspace:
         try:
             rows = self._rows(
@@ -198,56 +164,28 @@ class PostgresStorage(Storage):
             raise Conflict(f"workspace {name!r} already exists") from None
         return Workspace(*rows[0])
 
-    def workspace_by_name(self, name: str) -> Workspace | None:
-        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE name = %s", (name,))
-        return Workspace(*rows[0]) if rows else None
-
-    def workspace_by_id(self, workspace_id: int) -> Workspace | None:
-        rows = self._rows(
-            "SELECT id, name, created_ms FROM workspaces WHERE id = %s", (workspace_id,)
-        )
-        return Workspace(*rows[0]) if rows else None
-
-    def list_workspaces(self) -> list[Workspace]:
-        rows = self._rows("SELECT id, name, created_ms FROM workspaces ORDER BY id")
-        return [Workspace(*row) for row in rows]
-
     def create_source(self, workspace_id: int, name: str, source_id: str, write_key: str) -> Source:
         try:
             rows = self._rows(
                 "INSERT INTO sources (id, workspace_id, name, write_key, enabled, created_ms) "
-                f"VALUES (%s, %s, %s, %s, TRUE, %s) RETURNING {_SOURCE_COLUMNS}",
+                f"VALUES (%s, %s, %s, %s, TRUE, %s) RETURNING {SOURCE_COLUMNS}",
                 (source_id, workspace_id, name, write_key, _now_ms()),
             )
         except errors.UniqueViolation:
             raise Conflict(f"source {name!r} already exists in this workspace") from None
         except errors.ForeignKeyViolation:
             raise NotFound(f"no workspace {workspace_id}") from None
-        return Source(*rows[0])
-
-    def list_sources(self, workspace_id: int) -> list[Source]:
-        rows = self._rows(
-            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE workspace_id = %s "
-            "ORDER BY created_ms, id",
-            (workspace_id,),
-        )
-        return [Source(*row) for row in rows]
-
-    def source_by_write_key(self, write_key: str) -> Source | None:
-        rows = self._rows(
-            f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE write_key = %s", (write_key,)
-        )
-        return Source(*rows[0]) if rows else None
+        return source_from_row(rows[0])
 
     def set_source_enabled(self, workspace_id: int, source_id: str, enabled: bool) -> Source:
         rows = self._rows(
             "UPDATE sources SET enabled = %s WHERE id = %s AND workspace_id = %s "
-            f"RETURNING {_SOURCE_COLUMNS}",
+            f"RETURNING {SOURCE_COLUMNS}",
             (enabled, source_id, workspace_id),
         )
         if not rows:
             raise NotFound(f"no source {source_id!r} in this workspace")
-        return Source(*rows[0])
+        return source_from_row(rows[0])
 
     def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
         try:
@@ -261,13 +199,6 @@ class PostgresStorage(Storage):
         except errors.ForeignKeyViolation:
             raise NotFound(f"no workspace {workspace_id}") from None
         return Token(*rows[0])
-
-    def token_by_hash(self, token_hash: str) -> Token | None:
-        rows = self._rows(
-            "SELECT id, workspace_id, label, created_ms FROM tokens WHERE token_hash = %s",
-            (token_hash,),
-        )
-        return Token(*rows[0]) if rows else None
 
 
 def _log_end(conn: _Connection, *, staging: bool) -> int:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
-from cairn.storage.base import EventQuery
+from cairn.storage.base import (
+    EventQuery,
+    LogEntry,
+    RejectedEntry,
+    Source,
+    Storage,
+    Token,
+    Workspace,
+)
 
-__all__ = ["EVENT_COLUMNS", "event_filters", "event_listing", "log_page", "statements"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "SOURCE_COLUMNS",
+    "SQLStorage",
+    "event_filters",
+    "event_listing",
+    "log_page",
+    "source_from_row",
+    "statements",
+]
+
+SOURCE_COLUMNS = "id, workspace_id, name, write_key, enabled, created_ms"
 
 EVENT_COLUMNS = (
     "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
@@ -59,3 +80,86 @@ def event_listing(workspace_id: int, query: EventQuery, mark: str) -> tuple[str,
         f"ORDER BY e.workspace_id {order}, e.seq {order} LIMIT {mark}"
     )
     return sql, [*params, query.limit], ascending
+
+
+def source_from_row(row: Sequence[Any]) -> Source:
+    source_id, workspace_id, name, write_key, enabled, created_ms = row
+    return Source(source_id, workspace_id, name, write_key, bool(enabled), created_ms)
+
+
+class SQLStorage(Storage):
+    """The reads both SQL backends share; each backend supplies `_rows` and its placeholder."""
+
+    mark: str
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    def _sql(self, text: str) -> str:
+        return text.replace("{p}", self.mark)
+
+    def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
+        return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, self.mark))]
+
+    def last_seq(self) -> int:
+        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
+        sql, params, reverse = event_listing(workspace_id, query, self.mark)
+        entries = [LogEntry(*row) for row in self._rows(sql, params)]
+        return entries[::-1] if reverse else entries
+
+    def count_events(self, workspace_id: int) -> int:
+        sql = self._sql("SELECT count(*) FROM events WHERE workspace_id = {p}")
+        return int(self._rows(sql, (workspace_id,))[0][0])
+
+    def get_cursor(self, name: str) -> int:
+        rows = self._rows(self._sql("SELECT position FROM cursors WHERE name = {p}"), (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def list_rejected(
+        self, workspace_id: int, *, before_id: int | None, limit: int
+    ) -> list[RejectedEntry]:
+        sql = self._sql(
+            "SELECT id, workspace_id, source_id, received_ms, code, message, body FROM rejected "
+            "WHERE workspace_id = {p} AND id < {p} ORDER BY workspace_id DESC, id DESC LIMIT {p}"
+        )
+        before = before_id if before_id is not None else 2**62
+        return [RejectedEntry(*row) for row in self._rows(sql, (workspace_id, before, limit))]
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        return self._workspace("name", name)
+
+    def workspace_by_id(self, workspace_id: int) -> Workspace | None:
+        return self._workspace("id", workspace_id)
+
+    def _workspace(self, column: str, value: Any) -> Workspace | None:
+        sql = self._sql(f"SELECT id, name, created_ms FROM workspaces WHERE {column} = {{p}}")
+        rows = self._rows(sql, (value,))
+        return Workspace(*rows[0]) if rows else None
+
+    def list_workspaces(self) -> list[Workspace]:
+        rows = self._rows("SELECT id, name, created_ms FROM workspaces ORDER BY id")
+        return [Workspace(*row) for row in rows]
+
+    def list_sources(self, workspace_id: int) -> list[Source]:
+        sql = self._sql(
+            f"SELECT {SOURCE_COLUMNS} FROM sources WHERE workspace_id = {{p}} "
+            "ORDER BY created_ms, id"
+        )
+        return [source_from_row(row) for row in self._rows(sql, (workspace_id,))]
+
+    def source_by_write_key(self, write_key: str) -> Source | None:
+        return self._source("write_key", write_key)
+
+    def _source(self, column: str, value: Any) -> Source | None:
+        sql = self._sql(f"SELECT {SOURCE_COLUMNS} FROM sources WHERE {column} = {{p}}")
+        rows = self._rows(sql, (value,))
+        return source_from_row(rows[0]) if rows else None
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        sql = self._sql(
+            "SELECT id, workspace_id, label, created_ms FROM tokens WHERE token_hash = {p}"
+        )
+        rows = self._rows(sql, (token_hash,))
+        return Token(*rows[0]) if rows else None

@@ -19,16 +19,12 @@ from cairn.errors import CairnError, Conflict, NotFound
 from cairn.ingest.messages import EventRecord, RejectedRecord
 from cairn.storage.base import (
     AppendResult,
-    EventQuery,
-    LogEntry,
-    RejectedEntry,
     Source,
-    Storage,
     Token,
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import event_listing, log_page, statements
+from cairn.storage.sql import SQLStorage, statements
 
 __all__ = ["SQLiteStorage"]
 
@@ -64,8 +60,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLStorage):
     dialect = "sqlite"
+    mark = "?"
 
     def __init__(self, path: str | Path, *, cache_mb: int = 64, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -193,26 +190,6 @@ class SQLiteStorage(Storage):
         inserted = max(inserted, 0)
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
-    def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
-        return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, "?"))]
-
-    def last_seq(self) -> int:
-        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
-
-    def query_events(self, workspace_id: int, query: EventQuery) -> list[LogEntry]:
-        sql, params, reverse = event_listing(workspace_id, query, "?")
-        entries = [LogEntry(*row) for row in self._rows(sql, params)]
-        return entries[::-1] if reverse else entries
-
-    def count_events(self, workspace_id: int) -> int:
-        return int(
-            self._rows("SELECT count(*) FROM events WHERE workspace_id = ?", (workspace_id,))[0][0]
-        )
-
-    def get_cursor(self, name: str) -> int:
-        rows = self._rows("SELECT position FROM cursors WHERE name = ?", (name,))
-        return int(rows[0][0]) if rows else 0
-
     def commit_cursor(self, name: str, position: int) -> None:
         with self._write() as conn:
             conn.execute(
@@ -222,17 +199,6 @@ class SQLiteStorage(Storage):
                 (name, position, _now_ms()),
             )
 
-    def list_rejected(
-        self, workspace_id: int, *, before_id: int | None, limit: int
-    ) -> list[RejectedEntry]:
-        rows = self._rows(
-            "SELECT id, workspace_id, source_id, received_ms, code, message, body FROM rejected "
-            "WHERE workspace_id = ? AND id < ? ORDER BY workspace_id DESC, id DESC LIMIT ?",
-            (workspace_id, before_id if before_id is not None else 2**62, limit),
-        )
-        return [RejectedEntry(*row) for row in rows]
-
-    # workspaces, sources, tokens ------------------------------------------------------------
     def create_workspace(self, name: str) -> Workspace:
         try:
             with self._write() as conn:
@@ -244,19 +210,6 @@ class SQLiteStorage(Storage):
                 return Workspace(*cur.fetchone())
         except sqlite3.IntegrityError:
             raise Conflict(f"workspace {name!r} already exists") from None
-
-    def workspace_by_name(self, name: str) -> Workspace | None:
-        rows = self._rows("SELECT id, name, created_ms FROM workspaces WHERE name = ?", (name,))
-        return Workspace(*rows[0]) if rows else None
-
-    def workspace_by_id(self, workspace_id: int) -> Workspace | None:
-        rows = self._rows(
-            "SELECT id, name, created_ms FROM workspaces WHERE id = ?", (workspace_id,)
-        )
-        return Workspace(*rows[0]) if rows else None
-
-    def list_workspaces(self) -> list[Workspace]:
-        return [Workspace(*r) for r in self._rows("SELECT id, name, created_ms FROM workspaces")]
 
     def create_source(self, workspace_id: int, name: str, source_id: str, write_key: str) -> Source:
         try:
@@ -272,29 +225,7 @@ class SQLiteStorage(Storage):
                 f"no workspace {workspace_id}",
                 f"source {name!r} already exists in this workspace",
             ) from None
-        return self._source("id = ?", source_id)  # type: ignore[return-value]
-
-    def _source(self, condition: str, *params: Any) -> Source | None:
-        rows = self._rows(
-            "SELECT id, workspace_id, name, write_key, enabled, created_ms FROM sources "
-            f"WHERE {condition}",
-            params,
-        )
-        if not rows:
-            return None
-        sid, ws, name, key, enabled, created = rows[0]
-        return Source(sid, ws, name, key, bool(enabled), created)
-
-    def list_sources(self, workspace_id: int) -> list[Source]:
-        rows = self._rows(
-            "SELECT id, workspace_id, name, write_key, enabled, created_ms FROM sources "
-            "WHERE workspace_id = ? ORDER BY created_ms, id",
-            (workspace_id,),
-        )
-        return [Source(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
-
-    def source_by_write_key(self, write_key: str) -> Source | None:
-        return self._source("write_key = ?", write_key)
+        return self._stored_source(source_id)
 
     def set_source_enabled(self, workspace_id: int, source_id: str, enabled: bool) -> Source:
         with self._write() as conn:
@@ -304,7 +235,12 @@ class SQLiteStorage(Storage):
             )
             if cur.rowcount == 0:
                 raise NotFound(f"no source {source_id!r} in this workspace")
-        return self._source("id = ?", source_id)  # type: ignore[return-value]
+        return self._stored_source(source_id)
+
+    def _stored_source(self, source_id: str) -> Source:
+        source = self._source("id", source_id)
+        assert source is not None, source_id
+        return source
 
     def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
         created = _now_ms()
@@ -320,13 +256,6 @@ class SQLiteStorage(Storage):
                 exc, f"no workspace {workspace_id}", "a token with that id or hash already exists"
             ) from None
         return Token(token_id, workspace_id, label, created)
-
-    def token_by_hash(self, token_hash: str) -> Token | None:
-        rows = self._rows(
-            "SELECT id, workspace_id, label, created_ms FROM tokens WHERE token_hash = ?",
-            (token_hash,),
-        )
-        return Token(*rows[0]) if rows else None
 
 
 def _chunks(events: Sequence[EventRecord]) -> Iterator[list[Any]]:
