@@ -506,3 +506,13 @@ def test_token_hash_taken_is_a_conflict(storage: Storage) -> None:
     storage.create_token(workspace.id, "tok_a", "same-hash", "")
     with pytest.raises(Conflict):
         storage.create_token(workspace.id, "tok_b", "same-hash", "")
+
+
+def test_event_counts_follow_appends_without_counting_duplicates(storage: Storage) -> None:
+    append(storage, event("a"), event("b"), event("a"), event("c", workspace=2))
+    append(storage, event("b"), event("d"), event("a", workspace=2))
+    assert storage.count_events(1) == 3
+    assert storage.count_events(2) == 2
+    assert storage.count_events(3) == 0
+    total = len(storage.read_log(0, 100))
+    assert storage.count_events(1) + storage.count_events(2) == total

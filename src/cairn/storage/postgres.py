@@ -60,7 +60,10 @@ _MOVE_STAGED = (
     "FROM pg_temp.cairn_staging s WHERE NOT EXISTS (SELECT FROM events e "
     "WHERE e.workspace_id = s.workspace_id AND e.dedupe_bucket = s.dedupe_bucket "
     "AND e.message_id = s.message_id OFFSET 0)), "
-    f"logged AS (INSERT INTO events ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM fresh ORDER BY seq) "
+    f"logged AS (INSERT INTO events ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM fresh ORDER BY seq), "
+    "counted AS (INSERT INTO workspace_counts (workspace_id, events) "
+    "SELECT workspace_id, count(*) FROM fresh GROUP BY workspace_id "
+    "ON CONFLICT (workspace_id) DO UPDATE SET events = workspace_counts.events + excluded.events) "
     "SELECT count(*), coalesce(max(seq), 0) FROM fresh"
 )
 _COPY_REJECTED = (

@@ -110,8 +110,10 @@ class SQLStorage(Storage):
         return entries[::-1] if reverse else entries
 
     def count_events(self, workspace_id: int) -> int:
-        sql = self._sql("SELECT count(*) FROM events WHERE workspace_id = {p}")
-        return int(self._rows(sql, (workspace_id,))[0][0])
+        # Kept by each append (table `workspace_counts`): no scan of the log.
+        sql = self._sql("SELECT events FROM workspace_counts WHERE workspace_id = {p}")
+        rows = self._rows(sql, (workspace_id,))
+        return int(rows[0][0]) if rows else 0
 
     def get_cursor(self, name: str) -> int:
         rows = self._rows(self._sql("SELECT position FROM cursors WHERE name = {p}"), (name,))

@@ -46,6 +46,11 @@ def _insert_events(rows: int) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
+_COUNT_NEW_EVENTS = (
+    "INSERT INTO workspace_counts (workspace_id, events) SELECT workspace_id, count(*) "
+    "FROM events WHERE seq > ? GROUP BY workspace_id "
+    "ON CONFLICT (workspace_id) DO UPDATE SET events = events + excluded.events"
+)
 _INSERT_REJECTED = (
     "INSERT INTO rejected (workspace_id, source_id, received_ms, code, message, body) "
     "VALUES (?,?,?,?,?,?)"
@@ -176,10 +181,13 @@ class SQLiteStorage(SQLStorage):
         with self._write() as conn:
             # seq is the rowid: SQLite assigns max + 1 under the write lock, so seq order is
             # commit order.
+            before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             inserted = sum(
                 conn.execute(_insert_events(len(chunk) // 11), chunk).rowcount
                 for chunk in _chunks(events)
             )
+            if inserted > 0:
+                conn.execute(_COUNT_NEW_EVENTS, (before,))
             if rejected:
                 conn.executemany(
                     _INSERT_REJECTED,
