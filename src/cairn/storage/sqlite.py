@@ -46,6 +46,12 @@ def _insert_events(rows: int) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
+_ADD_EVENTS = (
+    "INSERT INTO workspace_counts (workspace_id, events) VALUES (?, ?) "
+    "ON CONFLICT (workspace_id) DO UPDATE SET events = events + excluded.events"
+)
+# When one commit holds several workspaces' events, count the new rows (a rowid range: just
+# written, in cache).
 _COUNT_NEW_EVENTS = (
     "INSERT INTO workspace_counts (workspace_id, events) SELECT workspace_id, count(*) "
     "FROM events WHERE seq > ? GROUP BY workspace_id "
@@ -181,12 +187,17 @@ class SQLiteStorage(SQLStorage):
         with self._write() as conn:
             # seq is the rowid: SQLite assigns max + 1 under the write lock, so seq order is
             # commit order.
-            before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            workspaces = {e.workspace_id for e in events}
+            before = 0
+            if len(workspaces) > 1:
+                before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             inserted = sum(
                 conn.execute(_insert_events(len(chunk) // 11), chunk).rowcount
                 for chunk in _chunks(events)
             )
-            if inserted > 0:
+            if inserted > 0 and len(workspaces) == 1:
+                conn.execute(_ADD_EVENTS, (workspaces.pop(), inserted))
+            elif inserted > 0:
                 conn.execute(_COUNT_NEW_EVENTS, (before,))
             if rejected:
                 conn.executemany(
