@@ -8,7 +8,6 @@ COPYed into a per-connection staging table and moved into the log by one stateme
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -19,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from cairn.errors import Conflict, NotFound
 from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.ingest.timestamps import now_ms
 from cairn.storage.base import (
     AppendResult,
     Source,
@@ -81,10 +81,6 @@ def _configure(conn: _Connection) -> None:
         conn.execute("SET backend_flush_after = '256kB'")
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class PostgresStorage(SQLStorage):
     dialect = "postgres"
     mark = "%s"
@@ -131,7 +127,7 @@ class PostgresStorage(SQLStorage):
                     continue
                 for statement in statements(script):
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now_ms()))
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, now_ms()))
                 done.add(version)
         return max(done, default=0)
 
@@ -147,21 +143,12 @@ class PostgresStorage(SQLStorage):
                 _copy_rejected(conn, rejected)
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
-    def commit_cursor(self, name: str, position: int) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO cursors (name, position, updated_ms) VALUES (%s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-                "updated_ms = excluded.updated_ms",
-                (name, position, _now_ms()),
-            )
-
     def create_workspace(self, name: str) -> Workspace:
         try:
             rows = self._rows(
                 "INSERT INTO workspaces (name, created_ms) VALUES (%s, %s) "
                 "RETURNING id, name, created_ms",
-                (name, _now_ms()),
+                (name, now_ms()),
             )
         except errors.UniqueViolation:
             raise Conflict(f"workspace {name!r} already exists") from None
@@ -172,7 +159,7 @@ class PostgresStorage(SQLStorage):
             rows = self._rows(
                 "INSERT INTO sources (id, workspace_id, name, write_key, enabled, created_ms) "
                 f"VALUES (%s, %s, %s, %s, TRUE, %s) RETURNING {SOURCE_COLUMNS}",
-                (source_id, workspace_id, name, write_key, _now_ms()),
+                (source_id, workspace_id, name, write_key, now_ms()),
             )
         except errors.UniqueViolation:
             raise Conflict(f"source {name!r} already exists in this workspace") from None
@@ -195,7 +182,7 @@ class PostgresStorage(SQLStorage):
             rows = self._rows(
                 "INSERT INTO tokens (id, workspace_id, token_hash, label, created_ms) "
                 "VALUES (%s, %s, %s, %s, %s) RETURNING id, workspace_id, label, created_ms",
-                (token_id, workspace_id, token_hash, label, _now_ms()),
+                (token_id, workspace_id, token_hash, label, now_ms()),
             )
         except errors.UniqueViolation:
             raise Conflict("a token with that id or hash already exists") from None

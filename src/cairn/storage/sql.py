@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
+from cairn.ingest.timestamps import now_ms
 from cairn.storage.base import (
     EventQuery,
     LogEntry,
@@ -95,6 +97,10 @@ class SQLStorage(Storage):
     @abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction, committed on exit."""
+
     def _sql(self, text: str) -> str:
         return text.replace("{p}", self.mark)
 
@@ -118,6 +124,15 @@ class SQLStorage(Storage):
     def get_cursor(self, name: str) -> int:
         rows = self._rows(self._sql("SELECT position FROM cursors WHERE name = {p}"), (name,))
         return int(rows[0][0]) if rows else 0
+
+    def commit_cursor(self, name: str, position: int) -> None:
+        sql = self._sql(
+            "INSERT INTO cursors (name, position, updated_ms) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+            "updated_ms = excluded.updated_ms"
+        )
+        with self._write() as conn:
+            conn.execute(sql, (name, position, now_ms()))
 
     def list_rejected(
         self, workspace_id: int, *, before_id: int | None, limit: int

@@ -17,6 +17,7 @@ from typing import Any
 
 from cairn.errors import CairnError, Conflict, NotFound
 from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.ingest.timestamps import now_ms
 from cairn.storage.base import (
     AppendResult,
     Source,
@@ -65,10 +66,6 @@ _INSERT_REJECTED = (
 
 _READER_CACHE_KIB = 8 * 1024
 _CHECKPOINT_SECONDS = 1.0
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SQLiteStorage(SQLStorage):
@@ -172,7 +169,7 @@ class SQLiteStorage(SQLStorage):
                     continue
                 for statement in statements(script):
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now_ms()))
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ms()))
         return version
 
     # the log --------------------------------------------------------------------------------
@@ -209,22 +206,13 @@ class SQLiteStorage(SQLStorage):
         inserted = max(inserted, 0)
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
 
-    def commit_cursor(self, name: str, position: int) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO cursors (name, position, updated_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-                "updated_ms = excluded.updated_ms",
-                (name, position, _now_ms()),
-            )
-
     def create_workspace(self, name: str) -> Workspace:
         try:
             with self._write() as conn:
                 cur = conn.execute(
                     "INSERT INTO workspaces (name, created_ms) VALUES (?, ?) RETURNING id, name, "
                     "created_ms",
-                    (name, _now_ms()),
+                    (name, now_ms()),
                 )
                 return Workspace(*cur.fetchone())
         except sqlite3.IntegrityError:
@@ -236,7 +224,7 @@ class SQLiteStorage(SQLStorage):
                 conn.execute(
                     "INSERT INTO sources (id, workspace_id, name, write_key, enabled, created_ms) "
                     "VALUES (?, ?, ?, ?, 1, ?)",
-                    (source_id, workspace_id, name, write_key, _now_ms()),
+                    (source_id, workspace_id, name, write_key, now_ms()),
                 )
         except sqlite3.IntegrityError as exc:
             raise _integrity(
@@ -262,7 +250,7 @@ class SQLiteStorage(SQLStorage):
         return source
 
     def create_token(self, workspace_id: int, token_id: str, token_hash: str, label: str) -> Token:
-        created = _now_ms()
+        created = now_ms()
         try:
             with self._write() as conn:
                 conn.execute(
