@@ -15,7 +15,7 @@ from cairn import __version__
 from cairn.ingest.collector import Collector
 from cairn.log.writer import LogWriter
 from cairn.settings import Settings
-from cairn.storage.base import Storage, open_storage
+from cairn.storage.base import Storage, storage_for
 from cairn.web.api import api_router
 from cairn.web.collector import collector_routes
 from cairn.web.cors import CollectorCORS, add_cors_headers
@@ -43,11 +43,7 @@ class Runtime:
 
 
 def open_runtime(settings: Settings) -> Runtime:
-    storage = open_storage(
-        settings.database,
-        cache_mb=settings.sqlite_cache_mb,
-        synchronous=settings.sqlite_synchronous,
-    )
+    storage = storage_for(settings)
     writer = LogWriter(
         storage, max_pending=settings.max_pending_events, max_rows=settings.group_commit_rows
     )

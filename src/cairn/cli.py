@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from cairn.settings import Settings, settings_markdown
-from cairn.storage.base import Storage, open_storage
+from cairn.storage.base import Storage, storage_for
 from cairn.workspaces import (
     DEFAULT_WORKSPACE,
     bootstrap,
@@ -39,14 +39,6 @@ _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 def _settings(**overrides: Any) -> Settings:
     return Settings.load(overrides)
-
-
-def _storage(settings: Settings) -> Storage:
-    return open_storage(
-        settings.database,
-        cache_mb=settings.sqlite_cache_mb,
-        synchronous=settings.sqlite_synchronous,
-    )
 
 
 def _fail(message: str) -> None:
@@ -140,7 +132,7 @@ def sources_create(
     name: str, workspace: str, data_dir: Path | None, database_url: str | None, as_json: bool
 ) -> None:
     """Create a source and print its write key."""
-    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    storage = storage_for(_settings(data_dir=data_dir, database_url=database_url))
     try:
         ws = _workspace_or_bootstrap(storage, workspace)
         source = create_source(storage, ws, name)
@@ -162,7 +154,7 @@ def sources_list(
     workspace: str, data_dir: Path | None, database_url: str | None, as_json: bool
 ) -> None:
     """List the sources of a workspace."""
-    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    storage = storage_for(_settings(data_dir=data_dir, database_url=database_url))
     try:
         fresh = workspace == DEFAULT_WORKSPACE and not storage.list_workspaces()
         items = [] if fresh else storage.list_sources(resolve_workspace(storage, workspace).id)
@@ -194,7 +186,7 @@ def tokens_create(
     workspace: str, label: str, data_dir: Path | None, database_url: str | None, as_json: bool
 ) -> None:
     """Create an admin token for a workspace and print it (the only time it is shown)."""
-    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    storage = storage_for(_settings(data_dir=data_dir, database_url=database_url))
     try:
         ws = _workspace_or_bootstrap(storage, workspace)
         token, secret = create_token(storage, ws, label)
@@ -232,7 +224,7 @@ def tail(
     """Follow events as they are accepted."""
     from cairn.web.api import event_json
 
-    storage = _storage(_settings(data_dir=data_dir, database_url=database_url))
+    storage = storage_for(_settings(data_dir=data_dir, database_url=database_url))
     ws = resolve_workspace(storage, workspace)
     position = 0 if from_start else storage.last_seq()
     shown = 0

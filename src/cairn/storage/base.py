@@ -14,6 +14,7 @@ from importlib import resources
 import msgspec
 
 from cairn.ingest.messages import EventRecord, RejectedRecord
+from cairn.settings import Settings
 
 __all__ = [
     "AppendResult",
@@ -26,6 +27,7 @@ __all__ = [
     "Workspace",
     "migration_scripts",
     "open_storage",
+    "storage_for",
 ]
 
 
@@ -191,6 +193,15 @@ def migration_scripts(dialect: str) -> list[tuple[int, str]]:
         if entry.name.endswith(".sql"):
             scripts.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
     return sorted(scripts)
+
+
+def storage_for(settings: Settings) -> Storage:
+    """The backend the settings name (`database_url`, else SQLite in `data_dir`), migrated."""
+    return open_storage(
+        settings.database,
+        cache_mb=settings.sqlite_cache_mb,
+        synchronous=settings.sqlite_synchronous,
+    )
 
 
 def open_storage(database: str, *, cache_mb: int = 64, synchronous: str = "FULL") -> Storage:
