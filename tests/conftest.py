@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cairn.storage.sqlite import SQLiteStorage
 from tests.support.server import ServerProcess
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -23,6 +24,15 @@ def _postgres_reachable() -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+@pytest.fixture
+def sqlite_storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    """A migrated SQLite storage in a temporary file, closed afterwards."""
+    store = SQLiteStorage(tmp_path / "cairn.db")
+    store.migrate()
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,8 @@ def record(n: int, workspace: int = 1) -> EventRecord:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "cairn.db")
-    store.migrate()
-    yield store
-    store.close()
+def storage(sqlite_storage: SQLiteStorage) -> SQLiteStorage:
+    return sqlite_storage
 
 
 def test_append_is_committed_when_it_returns(storage: SQLiteStorage, tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,8 @@ from cairn.workspaces import SourceCache, authenticate, bootstrap, create_token,
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "cairn.db")
-    store.migrate()
-    yield store
-    store.close()
+def storage(sqlite_storage: SQLiteStorage) -> SQLiteStorage:
+    return sqlite_storage
 
 
 def test_bootstrap_runs_once(storage: SQLiteStorage) -> None:
