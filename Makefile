@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint format typecheck unit services postgres browser bench clean docs
+.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk clean docs
 
 run: $(INSTALLED)
 	$(VENV)/bin/cairn serve
@@ -15,6 +15,7 @@ $(PY):
 $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e sdks/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -24,12 +25,12 @@ test: $(INSTALLED) services check
 check: lint typecheck
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench sdks/python
+	$(VENV)/bin/ruff format --check src tests bench sdks/python
 
 format: $(INSTALLED)
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench sdks/python
+	$(VENV)/bin/ruff check --fix src tests bench sdks/python
 
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
@@ -50,6 +51,9 @@ docs: $(INSTALLED)
 
 bench: $(INSTALLED) postgres
 	$(PY) bench/ingest.py
+
+bench-sdk: $(INSTALLED)
+	$(PY) bench/sdk.py
 
 clean:
 	rm -rf $(VENV) cairn-data bench/.data .pytest_cache .mypy_cache .ruff_cache
