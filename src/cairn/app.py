@@ -14,13 +14,16 @@ from litestar.response import Redirect
 from cairn import __version__
 from cairn.ingest.collector import Collector
 from cairn.log.writer import LogWriter
+from cairn.pipeline.runner import Pipeline, Runner
 from cairn.settings import Settings
 from cairn.storage.base import Storage, storage_for
+from cairn.storage.sql import SQLStorage
 from cairn.web.api import api_router
 from cairn.web.collector import collector_routes
 from cairn.web.cors import CollectorCORS, add_cors_headers
 from cairn.web.errors import EXCEPTION_HANDLERS
 from cairn.web.pages import page_routes
+from cairn.web.people import metrics_route, people_router
 from cairn.workspaces import SourceCache
 
 __all__ = ["Runtime", "build_app", "open_runtime"]
@@ -30,25 +33,40 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """The parts of a running Cairn: storage, the log writer, the collector."""
+    """The parts of a running Cairn: storage, the log writer, the collector, the pipeline (and
+    its runner thread, unless `pipeline` is off because `cairn worker` processes run it)."""
 
     settings: Settings
     storage: Storage
     writer: LogWriter
     collector: Collector
+    pipeline: Pipeline
+    runner: Runner | None
+
+    def start(self) -> None:
+        self.writer.start()
+        if self.runner is not None:
+            self.writer.on_commit.append(self.runner.wake)
+            self.runner.start()
 
     def close(self) -> None:
         self.writer.stop()
+        if self.runner is not None:
+            self.runner.stop()
         self.storage.close()
 
 
 def open_runtime(settings: Settings) -> Runtime:
     storage = storage_for(settings)
+    assert isinstance(storage, SQLStorage)
     writer = LogWriter(
         storage, max_pending=settings.max_pending_events, max_rows=settings.group_commit_rows
     )
     sources = SourceCache(storage, ttl=settings.source_cache_seconds)
-    return Runtime(settings, storage, writer, Collector(writer, sources, settings))
+    pipeline = Pipeline.from_settings(storage, settings)
+    runner = Runner(pipeline) if settings.pipeline else None
+    collector = Collector(writer, sources, settings)
+    return Runtime(settings, storage, writer, collector, pipeline, runner)
 
 
 def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -57,7 +75,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        rt.writer.start()
+        rt.start()
         try:
             yield
         finally:
@@ -75,6 +93,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         route_handlers=[
             *collector_routes(rt.collector, settings),
             api_router(rt.storage, rt.writer),
+            people_router(rt.storage, rt.pipeline, rt.runner),
+            metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),
             health,
             docs,

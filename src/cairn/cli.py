@@ -57,15 +57,27 @@ def main() -> None:
 @click.option("--port", type=int, help="Port to listen on [default 8000].")
 @_data_dir
 @_database_url
+@click.option(
+    "--pipeline/--no-pipeline",
+    default=None,
+    help="Run the pipeline in this process [env: CAIRN_PIPELINE; default on]. Turn off when "
+    "`cairn worker` processes run it.",
+)
 def serve(
-    host: str | None, port: int | None, data_dir: Path | None, database_url: str | None
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    pipeline: bool | None,
 ) -> None:
-    """Run the collector, the API and the UI in one process."""
+    """Run the collector, the API, the UI and the pipeline in one process."""
     import uvicorn
 
     from cairn.app import build_app, open_runtime
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    settings = _settings(
+        host=host, port=port, data_dir=data_dir, database_url=database_url, pipeline=pipeline
+    )
     runtime = open_runtime(settings)
     first = bootstrap(runtime.storage)
     _print_banner(settings, runtime.storage, first.token if first else None)
@@ -253,6 +265,221 @@ def _tail_line(message: dict[str, Any], as_json: bool) -> str:
     who = message.get("userId") or message.get("anonymousId") or "-"
     what = message.get("event") or message.get("name") or ""
     return f"{message.get('timestamp', '')}  {message['type']:<8}  {who}  {what}".rstrip()
+
+
+def _pipeline(data_dir: Path | None, database_url: str | None) -> Any:
+    from cairn.pipeline.runner import Pipeline
+    from cairn.storage.sql import SQLStorage
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    storage = storage_for(settings)
+    assert isinstance(storage, SQLStorage)
+    return Pipeline.from_settings(storage, settings)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--lease-seconds", default=10.0, show_default=True, help="Lease length.")
+def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float) -> None:
+    """Run the pipeline alone (beside `cairn serve --no-pipeline`, or as a standby).
+
+    Several workers may run against one PostgreSQL database: one holds the pipeline's lease and
+    processes, the others wait and take over within a lease length if it stops.
+    """
+    import signal
+    import threading
+
+    from cairn.pipeline.runner import Runner
+
+    pipeline = _pipeline(data_dir, database_url)
+    runner = Runner(pipeline, lease_seconds=lease_seconds)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"cairn worker {runner.holder}: following the log", err=False)
+    sys.stdout.flush()
+    runner.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop()
+        pipeline.storage.close()
+
+
+@main.group("pipeline")
+def pipeline_group() -> None:
+    """Inspect the pipeline, replay dead letters, rewind the cursor."""
+
+
+@pipeline_group.command("status")
+@_data_dir
+@_database_url
+def pipeline_status(data_dir: Path | None, database_url: str | None) -> None:
+    """Cursor, lag and dead letters, as JSON."""
+    import msgspec
+
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        _echo_json(msgspec.to_builtins(pipeline.status()))
+    finally:
+        pipeline.storage.close()
+
+
+@pipeline_group.command("dead-letters")
+@_data_dir
+@_database_url
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved ones.")
+def pipeline_dead_letters(
+    data_dir: Path | None, database_url: str | None, include_resolved: bool
+) -> None:
+    """List dead letters (events a stage failed on), as JSON lines."""
+    import msgspec
+
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        for letter in pipeline.dead_letters(None, include_resolved=include_resolved, limit=10_000):
+            click.echo(msgspec.json.encode(letter).decode())
+    finally:
+        pipeline.storage.close()
+
+
+@pipeline_group.command("replay")
+@_data_dir
+@_database_url
+@click.option("--id", "ids", type=int, multiple=True, help="Only this dead letter (repeatable).")
+def pipeline_replay(data_dir: Path | None, database_url: str | None, ids: tuple[int, ...]) -> None:
+    """Run open dead letters through the stages again (after fixing what made them fail)."""
+    from cairn.errors import CairnError
+
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        _echo_json(pipeline.replay_dead_letters(None, list(ids) or None))
+    except CairnError as exc:
+        _fail(exc.message)
+    finally:
+        pipeline.storage.close()
+
+
+@pipeline_group.command("rewind")
+@click.argument("position", type=int)
+@_data_dir
+@_database_url
+def pipeline_rewind(position: int, data_dir: Path | None, database_url: str | None) -> None:
+    """Move the cursor back to POSITION (a sequence number; 0 = the start). Safe: events already
+    applied are skipped, so the state after catching up is the same."""
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        pipeline.store.rewind(position)
+        click.echo(f"pipeline cursor set to {max(position, 0)}")
+    finally:
+        pipeline.storage.close()
+
+
+@main.group()
+def people() -> None:
+    """Show people, undo merges."""
+
+
+@people.command("show")
+@click.argument("person")
+@_workspace
+@_data_dir
+@_database_url
+@_as_json
+@click.option("--limit", default=20, show_default=True, help="Timeline entries to show.")
+def people_show(
+    person: str,
+    workspace: str,
+    data_dir: Path | None,
+    database_url: str | None,
+    as_json: bool,
+    limit: int,
+) -> None:
+    """A profile and its latest timeline. PERSON is a person id, or kind:value
+    (user_id:42, anonymous_id:..., email:...)."""
+    from cairn.errors import CairnError
+    from cairn.profiles import read
+    from cairn.timeline import TimelineQuery, person_timeline
+
+    pipeline = _pipeline(data_dir, database_url)
+    store = pipeline.store
+    try:
+        ws = resolve_workspace(pipeline.storage, workspace)
+        kind, sep, value = person.partition(":")
+        if sep:
+            person_id = read.lookup(store, pipeline.rules, ws.id, {kind: value})
+        elif person.isdigit():
+            person_id = int(person)
+        else:
+            raise click.BadParameter("a person id or kind:value", param_hint="PERSON")
+        profile = read.person_json(
+            store, ws.id, person_id, max_identifiers=pipeline.rules.max_identifiers
+        )
+        timeline = person_timeline(store, profile["id"], TimelineQuery(limit=limit))
+        if as_json:
+            _echo_json({"person": profile, "timeline": timeline["data"]})
+            return
+        click.echo(_profile_text(profile, timeline["data"]))
+    except CairnError as exc:
+        _fail(exc.message)
+    finally:
+        pipeline.storage.close()
+
+
+def _profile_text(profile: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
+    ids = ", ".join(f"{i['kind']}={i['value']}" for i in profile["identifiers"])
+    lines = [
+        f"person {profile['id']}  ({ids})",
+        f"  first seen {profile['first_seen']}   last seen {profile['last_seen']}   "
+        f"events {profile['events']}   revenue {profile['revenue']:g}",
+    ]
+    for name, value in sorted(profile["traits"].items()):
+        lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+    for account in profile["accounts"]:
+        lines.append(f"  account {account['group_id']} (joined {account['joined_at']})")
+    for merge in profile["merged_from"]:
+        lines.append(
+            f"  merged from person {merge['person_id']} at {merge['at']} ({merge['reason']}, "
+            f"merge {merge['merge_id']})"
+        )
+    lines.append("timeline:")
+    for item in timeline:
+        if item["kind"] == "event":
+            what = item["event"] or item["message"].get("name") or ""
+            lines.append(f"  {item['at']}  {item['type']:<8}  {what}".rstrip())
+        else:
+            lines.append(f"  {item['at']}  {item['kind']:<8}  {json.dumps(item['data'])}")
+    return "\n".join(lines)
+
+
+@people.command("unmerge")
+@click.argument("person_id", type=int)
+@click.argument("merge_id")
+@_workspace
+@_data_dir
+@_database_url
+def people_unmerge(
+    person_id: int, merge_id: str, workspace: str, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Undo merge MERGE_ID listed on PERSON_ID's merged_from."""
+    from cairn.errors import CairnError
+    from cairn.identity.unmerge import unmerge
+
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        ws = resolve_workspace(pipeline.storage, workspace)
+        _echo_json(unmerge(pipeline.store, ws.id, person_id, merge_id))
+    except CairnError as exc:
+        _fail(exc.message)
+    finally:
+        pipeline.storage.close()
 
 
 @main.command("settings")

@@ -92,6 +92,36 @@ SETTINGS: tuple[Setting, ...] = (
         "How long the collector caches a write key lookup (a disabled source stops within this time).",
     ),
     Setting("log_level", str, "info", "Server log level."),
+    Setting(
+        "pipeline",
+        bool,
+        True,
+        "Run the pipeline (identity, profiles, accounts, timeline) inside `cairn serve`. Turn off "
+        "when separate `cairn worker` processes run it.",
+    ),
+    Setting("pipeline_batch", int, 500, "Log entries the pipeline processes per transaction."),
+    Setting(
+        "identity_max_identifiers",
+        int,
+        100,
+        "Most identifiers one person can have. Past it new ids are not linked and merges that "
+        "would exceed it are refused (counted on the person as `identifiers_refused`).",
+    ),
+    Setting(
+        "identity_junk_ids",
+        str,
+        "",
+        "Extra comma-separated ids never linked to anyone, on top of the built-in list "
+        "(`null`, `undefined`, `0`, `anonymous`, `guest`, `[object Object]`, ...; "
+        "docs/people.md). Compared trimmed and case-insensitively.",
+    ),
+    Setting(
+        "identity_email",
+        bool,
+        False,
+        "Treat `traits.email` of identify calls as an identifier (links and merges persons by "
+        "email, lower-cased).",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -114,6 +144,11 @@ class Settings:
     trusted_proxy_header: str = ""
     source_cache_seconds: float = 5.0
     log_level: str = "info"
+    pipeline: bool = True
+    pipeline_batch: int = 500
+    identity_max_identifiers: int = 100
+    identity_junk_ids: str = ""
+    identity_email: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cairn.errors import BadRequest, CairnError, PayloadTooLarge
+from cairn.identity.rules import verify_user_hash
 from cairn.ingest.auth import write_key_from_body, write_key_from_headers
 from cairn.ingest.decode import Payload, decode_body, decompress
 from cairn.ingest.messages import (
@@ -62,7 +63,9 @@ class Collector:
             raise
         source = await self.source_for(request.headers, payload)
         info = self._request_info(request, payload, source, received)
-        events, rejected, rejections = self._normalize_all(payload, info, request.message_type)
+        events, rejected, rejections = self._normalize_all(
+            payload, info, request.message_type, source
+        )
         if events or rejected:
             await self._writer.append(events, rejected)
         answer: dict[str, Any] = {"success": True}
@@ -126,7 +129,7 @@ class Collector:
         )
 
     def _normalize_all(
-        self, payload: Payload, info: RequestInfo, message_type: str | None
+        self, payload: Payload, info: RequestInfo, message_type: str | None, source: Source
     ) -> tuple[list[EventRecord], list[RejectedRecord], list[Rejection]]:
         events: list[EventRecord] = []
         rejected: list[RejectedRecord] = []
@@ -139,12 +142,43 @@ class Collector:
                 )
             else:
                 outcome = normalize(raw, index, info, message_type)
+                if source.require_user_hash and isinstance(outcome, EventRecord):
+                    outcome = _verified(raw, index, outcome, source, info)
             if isinstance(outcome, EventRecord):
                 events.append(outcome)
             else:
                 rejections.append(outcome)
                 rejected.append(rejected_record(raw, outcome, info))
         return events, rejected, rejections
+
+
+def _verified(
+    raw: Any, index: int, record: EventRecord, source: Source, info: RequestInfo
+) -> EventRecord | Rejection:
+    """On a source that requires identity verification, an identify must prove its userId with
+    `user_hash` = hex(HMAC-SHA256(secret, userId)), in `context.user_hash` or `traits.user_hash`."""
+    if record.type != "identify" or record.user_id is None or not source.identity_secret:
+        return record
+    sent = None
+    for section in ("context", "traits"):
+        value = raw.get(section) if isinstance(raw, dict) else None
+        if isinstance(value, dict) and value.get("user_hash") is not None:
+            sent = value["user_hash"]
+            break
+    if sent is None and info.context is not None:
+        sent = info.context.get("user_hash")
+    if sent is None:
+        return Rejection(
+            index, "user_hash_missing",
+            "this source requires identity verification: send context.user_hash = "
+            "hex(HMAC-SHA256(identity secret, userId)) with identify",
+        )  # fmt: skip
+    if not verify_user_hash(source.identity_secret, record.user_id, sent):
+        return Rejection(
+            index, "user_hash_invalid",
+            "user_hash does not match userId: it must be hex(HMAC-SHA256(identity secret, userId))",
+        )  # fmt: skip
+    return record
 
 
 def _is_browser(headers: Mapping[str, str]) -> bool:

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -62,6 +62,9 @@ class LogWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.stats = WriterStats()
+        # Called on the writer's thread after each commit that added events (e.g. to wake the
+        # pipeline); must be quick and must not raise.
+        self.on_commit: list[Callable[[], None]] = []
 
     @property
     def pending(self) -> int:
@@ -150,6 +153,9 @@ class LogWriter:
         stats.last_commit_ms = elapsed
         stats.commit_ms_total += elapsed
         self._settle(jobs, result=result)
+        if result.inserted:
+            for listener in self.on_commit:
+                listener()
 
     def _settle(
         self,

@@ -44,6 +44,8 @@ class Source(msgspec.Struct, frozen=True):
     write_key: str
     enabled: bool
     created_ms: int
+    identity_secret: str | None = None
+    require_user_hash: bool = False
 
 
 class Token(msgspec.Struct, frozen=True):
@@ -175,6 +177,12 @@ class Storage(ABC):
 
     @abstractmethod
     def set_source_enabled(self, workspace_id: int, source_id: str, enabled: bool) -> Source: ...
+
+    @abstractmethod
+    def set_source_identity(
+        self, workspace_id: int, source_id: str, *, secret: str | None, require: bool | None
+    ) -> Source:
+        """Set the identity-verification secret (when not None) and requirement (when not None)."""
 
     @abstractmethod
     def create_token(

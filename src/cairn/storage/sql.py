@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from cairn.errors import Conflict, NotFound
 from cairn.ingest.timestamps import now_ms
 from cairn.storage.base import (
     EventQuery,
@@ -29,7 +30,9 @@ __all__ = [
     "statements",
 ]
 
-SOURCE_COLUMNS = "id, workspace_id, name, write_key, enabled, created_ms"
+SOURCE_COLUMNS = (
+    "id, workspace_id, name, write_key, enabled, created_ms, identity_secret, require_user_hash"
+)
 
 EVENT_COLUMNS = (
     "e.seq, e.workspace_id, e.source_id, e.message_id, e.type, e.event, e.user_id, "
@@ -85,8 +88,10 @@ def event_listing(workspace_id: int, query: EventQuery, mark: str) -> tuple[str,
 
 
 def source_from_row(row: Sequence[Any]) -> Source:
-    source_id, workspace_id, name, write_key, enabled, created_ms = row
-    return Source(source_id, workspace_id, name, write_key, bool(enabled), created_ms)
+    source_id, workspace_id, name, write_key, enabled, created_ms, secret, require = row
+    return Source(
+        source_id, workspace_id, name, write_key, bool(enabled), created_ms, secret, bool(require)
+    )
 
 
 class SQLStorage(Storage):
@@ -103,6 +108,14 @@ class SQLStorage(Storage):
 
     def _sql(self, text: str) -> str:
         return text.replace("{p}", self.mark)
+
+    # For the derived-state stores (`cairn.storage.people`), which keep their own SQL.
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._rows(sql, params)
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction, committed on exit, rolled back on error."""
+        return self._write()
 
     def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:
         return [LogEntry(*row) for row in self._rows(*log_page(after_seq, limit, self.mark))]
@@ -173,6 +186,37 @@ class SQLStorage(Storage):
         sql = self._sql(f"SELECT {SOURCE_COLUMNS} FROM sources WHERE {column} = {{p}}")
         rows = self._rows(sql, (value,))
         return source_from_row(rows[0]) if rows else None
+
+    def set_source_identity(
+        self, workspace_id: int, source_id: str, *, secret: str | None, require: bool | None
+    ) -> Source:
+        with self._write() as conn:
+            found = conn.execute(
+                self._sql(
+                    "SELECT identity_secret FROM sources WHERE id = {p} AND workspace_id = {p}"
+                ),
+                (source_id, workspace_id),
+            ).fetchall()
+            if not found:
+                raise NotFound(f"no source {source_id!r} in this workspace")
+            if secret is not None:
+                conn.execute(
+                    self._sql("UPDATE sources SET identity_secret = {p} WHERE id = {p}"),
+                    (secret, source_id),
+                )
+            if require is not None:
+                if require and secret is None and found[0][0] is None:
+                    raise Conflict(
+                        "set an identity secret before requiring user_hash",
+                        code="no_identity_secret",
+                    )
+                conn.execute(
+                    self._sql("UPDATE sources SET require_user_hash = {p} WHERE id = {p}"),
+                    (require if self.dialect == "postgres" else int(require), source_id),
+                )
+        source = self._source("id", source_id)
+        assert source is not None
+        return source
 
     def token_by_hash(self, token_hash: str) -> Token | None:
         sql = self._sql(

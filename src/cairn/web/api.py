@@ -14,7 +14,7 @@ from cairn.ingest.messages import MAX_DEPTH, MESSAGE_TYPES, depth
 from cairn.ingest.timestamps import format_ms
 from cairn.log.writer import LogWriter
 from cairn.storage.base import EventQuery, LogEntry, RejectedEntry, Source, Storage, Token
-from cairn.workspaces import authenticate, create_source
+from cairn.workspaces import authenticate, create_source, new_identity_secret
 
 __all__ = ["SESSION_COOKIE", "api_router", "event_json", "rejected_json", "source_json"]
 
@@ -27,7 +27,8 @@ class SourceIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SourcePatch(msgspec.Struct, forbid_unknown_fields=True):
-    enabled: bool
+    enabled: bool | None = None
+    require_user_hash: bool | None = None
 
 
 def bearer(request: Request[Any, Any, Any]) -> str | None:
@@ -74,6 +75,8 @@ def source_json(source: Source) -> dict[str, Any]:
         "write_key": source.write_key,
         "enabled": source.enabled,
         "created_at": format_ms(source.created_ms),
+        "require_user_hash": source.require_user_hash,
+        "identity_secret_set": source.identity_secret is not None,
     }
 
 
@@ -145,12 +148,38 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
         except ValueError as exc:
             raise InvalidBody(str(exc)) from None
 
-    @patch("/sources/{source_id:str}", sync_to_thread=True, summary="Enable or disable a source")
+    @patch(
+        "/sources/{source_id:str}",
+        sync_to_thread=True,
+        summary="Enable or disable a source; require identity verification",
+    )
     def change_source(
         token: _Auth, source_id: FromPath[str], data: JSONBody[SourcePatch]
     ) -> dict[str, Any]:
-        source = storage.set_source_enabled(token.workspace_id, source_id, data.enabled)
+        if data.enabled is None and data.require_user_hash is None:
+            raise InvalidBody("give enabled and/or require_user_hash")
+        source = None
+        if data.enabled is not None:
+            source = storage.set_source_enabled(token.workspace_id, source_id, data.enabled)
+        if data.require_user_hash is not None:
+            source = storage.set_source_identity(
+                token.workspace_id, source_id, secret=None, require=data.require_user_hash
+            )
+        assert source is not None
         return source_json(source)
+
+    @post(
+        "/sources/{source_id:str}/identity-secret",
+        sync_to_thread=True,
+        status_code=201,
+        summary="Create or rotate the source's identity-verification secret (shown once)",
+    )
+    def rotate_secret(token: _Auth, source_id: FromPath[str]) -> dict[str, Any]:
+        secret = new_identity_secret()
+        source = storage.set_source_identity(
+            token.workspace_id, source_id, secret=secret, require=None
+        )
+        return {**source_json(source), "identity_secret": secret}
 
     @get("/stats", sync_to_thread=True, summary="Collector and log counters")
     def stats(token: _Auth) -> dict[str, Any]:
@@ -171,7 +200,15 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
 
     return Router(
         path="/api/v1",
-        route_handlers=[list_events, list_rejected, list_sources, add_source, change_source, stats],
+        route_handlers=[
+            list_events,
+            list_rejected,
+            list_sources,
+            add_source,
+            change_source,
+            rotate_secret,
+            stats,
+        ],
         dependencies={"token": Provide(token, sync_to_thread=True)},
         tags=["admin"],
     )

@@ -8,6 +8,7 @@ from cairn.workspaces.service import (
     bootstrap,
     create_source,
     create_token,
+    new_identity_secret,
     resolve_workspace,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "bootstrap",
     "create_source",
     "create_token",
+    "new_identity_secret",
     "resolve_workspace",
 ]

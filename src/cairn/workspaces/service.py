@@ -19,6 +19,7 @@ __all__ = [
     "bootstrap",
     "create_source",
     "create_token",
+    "new_identity_secret",
     "resolve_workspace",
 ]
 
@@ -63,6 +64,11 @@ def create_source(storage: Storage, workspace: Workspace, name: str) -> Source:
     return storage.create_source(
         workspace.id, name, "src_" + secrets.token_hex(6), secrets.token_urlsafe(24)
     )
+
+
+def new_identity_secret() -> str:
+    """A per-source secret for identity verification (user_hash = HMAC-SHA256(secret, userId))."""
+    return "idv_" + secrets.token_hex(32)
 
 
 def create_token(storage: Storage, workspace: Workspace, label: str = "") -> tuple[Token, str]:

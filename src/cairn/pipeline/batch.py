@@ -1,0 +1,442 @@
+"""The unit of work of one pipeline batch: state loaded once, changed in memory, written at once.
+
+A batch reads the identifiers and persons its events touch in a few queries, lets the stages work on
+them in memory, and writes every change plus the cursor's new position in one transaction. The
+cursor's version check makes that transaction fail (`StaleBatch`) if anything else changed derived
+state meanwhile: the runner then redoes the batch from fresh state. Person and identifier ids are
+allocated here, above the largest stored ones, under the same check.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn.identity.rules import IdentityRules
+from cairn.ingest.timestamps import now_ms
+from cairn.pipeline.event import Event
+from cairn.profiles.state import Profile
+from cairn.storage.people import PIPELINE_CURSOR, CursorRow, PeopleStore, Tx, decode_json
+
+__all__ = [
+    "UPSERT_PERSON",
+    "AccountRow",
+    "Batch",
+    "Identifier",
+    "Merge",
+    "PersonRow",
+    "person_from_row",
+    "person_params",
+    "write_dead_letters",
+]
+
+USER_ID = "user_id"
+ANONYMOUS_ID = "anonymous_id"
+EMAIL = "email"
+
+
+@dataclass(slots=True)
+class Identifier:
+    id: int
+    workspace_id: int
+    kind: str
+    value: str
+    person_id: int
+    via_id: int | None
+    seq: int = 0
+    new: bool = False
+
+
+@dataclass(slots=True)
+class PersonRow:
+    id: int
+    workspace_id: int
+    profile: Profile
+    merged_into: int | None = None
+    user_ids: int = 0
+    identifiers: int = 0
+    identifiers_refused: int = 0
+    created_ms: int = 0
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class AccountRow:
+    workspace_id: int
+    group_id: str
+    profile: Profile
+    created_ms: int
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class Merge:
+    id: str
+    workspace_id: int
+    survivor_id: int
+    merged_id: int
+    reason: str
+    message_id: str | None
+    seq: int | None
+    at_ms: int
+    new_identifier_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Stats:
+    events: int = 0
+    skipped: int = 0
+    unattributed: int = 0
+    persons_created: int = 0
+    merges: int = 0
+    merges_refused: int = 0
+    identifiers_refused: int = 0
+
+
+def person_from_row(row: Any) -> PersonRow:
+    (pid, ws, merged_into, traits, trait_ts, counts, first, last, events, revenue, user_ids,
+     identifiers, refused, created, _updated) = row  # fmt: skip
+    # last_seen_ms is stored as 0 when unknown, so listings sort by it on an index.
+    profile = Profile(
+        decode_json(traits), decode_json(trait_ts), decode_json(counts), first, last or None,
+        events, revenue,
+    )  # fmt: skip
+    return PersonRow(pid, ws, profile, merged_into, user_ids, identifiers, refused, created)
+
+
+def account_from_row(row: Any) -> AccountRow:
+    ws, group_id, traits, trait_ts, counts, first, last, events, created, _updated = row
+    profile = Profile(
+        decode_json(traits), decode_json(trait_ts), decode_json(counts), first, last or None, events
+    )
+    return AccountRow(ws, group_id, profile, created)
+
+
+class Batch:
+    def __init__(
+        self,
+        store: PeopleStore,
+        rules: IdentityRules,
+        cursor: CursorRow,
+        events: list[Event],
+        requires_hash: Callable[[str], bool] = lambda _source_id: False,
+    ) -> None:
+        self.store = store
+        self.source_requires_hash = requires_hash
+        self.rules = rules
+        self.cursor = cursor
+        self.events = events
+        self.now = now_ms()
+        self.stats = Stats()
+        self._ids: dict[tuple[int, str, str], Identifier] = {}
+        self._by_person: dict[int, list[Identifier]] = {}
+        self.persons: dict[int, PersonRow] = {}
+        self.accounts: dict[tuple[int, str], AccountRow] = {}
+        self._new_by_person: dict[int, list[int]] = {}
+        self.merges: list[Merge] = []
+        self.person_events: list[tuple[int, int, int, str, str | None, int]] = []
+        self.history: list[tuple[int, int | None, int | None, int | None, int, str, Any]] = []
+        self.members: dict[tuple[int, str, int], int] = {}
+        self.account_events: list[tuple[int, str, int, int]] = []
+        self.dead_letters: list[tuple[int, int, str, str]] = []
+        self._blocked: dict[tuple[int, int], bool] = {}
+        self.applied: set[int] = set()
+        self.next_person, self.next_identifier = (n + 1 for n in store.max_ids())
+
+    # loading ----------------------------------------------------------------------------------
+    def preload(self, wanted: dict[tuple[int, str], set[str]]) -> None:
+        """Load the identifiers named by the batch's events, and their persons."""
+        person_ids: set[int] = set()
+        for (ws, kind), values in wanted.items():
+            values = {v for v in values if (ws, kind, v) not in self._ids}
+            for iid, _kind, value, pid, via in self.store.identifiers(ws, kind, values):
+                self._remember(Identifier(iid, ws, kind, value, pid, via))
+                person_ids.add(pid)
+        self._load_persons(person_ids)
+        if self.events and self.events[0].seq <= self.cursor.high_water:
+            self.applied = self.store.applied(self.events[0].seq, self.events[-1].seq)
+
+    def _load_persons(self, ids: set[int]) -> None:
+        missing = [pid for pid in ids if pid not in self.persons]
+        for row in self.store.persons(missing):
+            person = person_from_row(row)
+            self.persons[person.id] = person
+
+    def _remember(self, ident: Identifier) -> None:
+        self._ids[(ident.workspace_id, ident.kind, ident.value)] = ident
+        self._by_person.setdefault(ident.person_id, []).append(ident)
+
+    # identity operations used by the identity stage ------------------------------------------
+    def identifier(self, ws: int, kind: str, value: str) -> Identifier | None:
+        key = (ws, kind, value)
+        ident = self._ids.get(key)
+        if ident is None and key not in self._ids:
+            rows = self.store.identifiers(ws, kind, [value])
+            if rows:
+                iid, _kind, _value, pid, via = rows[0]
+                ident = Identifier(iid, ws, kind, value, pid, via)
+                self._remember(ident)
+                self._load_persons({pid})
+        return ident
+
+    def person(self, person_id: int) -> PersonRow:
+        person = self.persons.get(person_id)
+        if person is None:
+            self._load_persons({person_id})
+            person = self.persons[person_id]
+        return person
+
+    def new_person(self, ev: Event) -> PersonRow:
+        person = PersonRow(self.next_person, ev.workspace_id, Profile(), created_ms=self.now)
+        person.dirty = True
+        self.next_person += 1
+        self.persons[person.id] = person
+        self.stats.persons_created += 1
+        return person
+
+    def link(
+        self, ev: Event, kind: str, value: str, person: PersonRow, via: Identifier | None
+    ) -> Identifier | None:
+        """Link a new identifier to a person, unless the person is at the identifier limit."""
+        if person.identifiers >= self.rules.max_identifiers:
+            person.identifiers_refused += 1
+            person.dirty = True
+            self.stats.identifiers_refused += 1
+            return None
+        ident = Identifier(
+            self.next_identifier, ev.workspace_id, kind, value, person.id,
+            via.id if via is not None else None, ev.seq, new=True,
+        )  # fmt: skip
+        self.next_identifier += 1
+        self._remember(ident)
+        self._new_by_person.setdefault(person.id, []).append(ident.id)
+        person.identifiers += 1
+        if kind == USER_ID:
+            person.user_ids += 1
+        person.dirty = True
+        return ident
+
+    def blocked(self, a: int, b: int) -> bool:
+        key = (min(a, b), max(a, b))
+        if key not in self._blocked:
+            self._blocked[key] = self.store.blocked(a, b)
+        return self._blocked[key]
+
+    def merge(self, ev: Event, survivor: PersonRow, merged: PersonRow, reason: str) -> bool:
+        """Fold `merged` into `survivor`; False (and counted) when the identifier limit forbids."""
+        if survivor.identifiers + merged.identifiers > self.rules.max_identifiers:
+            survivor.identifiers_refused += merged.identifiers
+            survivor.dirty = True
+            self.stats.merges_refused += 1
+            return False
+        merge = Merge(
+            "mrg_" + secrets.token_hex(8), ev.workspace_id, survivor.id, merged.id, reason,
+            ev.message_id, ev.seq, ev.timestamp_ms,
+            self._new_by_person.pop(merged.id, []),
+        )  # fmt: skip
+        self._new_by_person.setdefault(survivor.id, []).extend(merge.new_identifier_ids)
+        self.merges.append(merge)
+        self.stats.merges += 1
+        survivor.profile.combine(merged.profile)
+        survivor.user_ids += merged.user_ids
+        survivor.identifiers += merged.identifiers
+        survivor.identifiers_refused += merged.identifiers_refused
+        survivor.dirty = True
+        merged.merged_into = survivor.id
+        merged.dirty = True
+        for person in self.persons.values():
+            if person.merged_into == merged.id:
+                person.merged_into = survivor.id
+                person.dirty = True
+        moved = self._by_person.pop(merged.id, [])
+        for ident in moved:
+            ident.person_id = survivor.id
+        self._by_person.setdefault(survivor.id, []).extend(moved)
+        for key in [k for k in self.members if k[2] == merged.id]:
+            joined = self.members.pop(key)
+            target = (key[0], key[1], survivor.id)
+            self.members[target] = min(joined, self.members.get(target, joined))
+        detail = {"merge_id": merge.id, "reason": reason, "message_id": ev.message_id}
+        self.record(ev, survivor.id, None, "merged", {**detail, "person_id": merged.id})
+        self.record(ev, merged.id, None, "merged_into", {**detail, "person_id": survivor.id})
+        return True
+
+    # rows the stages add ------------------------------------------------------------------------
+    def record(
+        self, ev: Event, person_id: int | None, ident: Identifier | None, kind: str, data: Any
+    ) -> None:
+        """A history entry: on `ident`'s person (moves with it) or, for identity entries, fixed."""
+        ident_id = ident.id if ident is not None else None
+        self.history.append(
+            (ev.workspace_id, person_id, ident_id, ev.seq, ev.timestamp_ms, kind, data)
+        )
+
+    def attribute(self, ev: Event, ident: Identifier) -> None:
+        self.person_events.append(
+            (ev.seq, ev.workspace_id, ident.id, ev.type, ev.event, ev.timestamp_ms)
+        )
+
+    def account(self, ws: int, group_id: str) -> AccountRow:
+        key = (ws, group_id)
+        account = self.accounts.get(key)
+        if account is None:
+            row = self.store.account(ws, group_id)
+            if row is not None:
+                account = account_from_row(row)
+            else:
+                account = AccountRow(ws, group_id, Profile(), self.now)
+            self.accounts[key] = account
+        return account
+
+    def join(self, ev: Event, group_id: str, person: PersonRow, ident: Identifier) -> None:
+        """Membership of `person` in an account, joined at the earliest group call."""
+        key = (ev.workspace_id, group_id, person.id)
+        if key in self.members:
+            self.members[key] = min(self.members[key], ev.timestamp_ms)
+            return
+        self.members[key] = ev.timestamp_ms
+        if not self.store.is_member(ev.workspace_id, group_id, [person.id]):
+            self.record(ev, None, ident, "joined_account", {"group_id": group_id})
+
+    def root(self, person_id: int) -> int:
+        person = self.persons.get(person_id)
+        while person is not None and person.merged_into is not None:
+            person_id = person.merged_into
+            person = self.persons.get(person_id)
+        return person_id
+
+    # writing --------------------------------------------------------------------------------
+    def flush(self, position: int, name: str = PIPELINE_CURSOR) -> None:
+        store = self.store
+        with store.tx() as tx:
+            high = max((e.seq for e in self.events), default=0)
+            store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
+            for merge in self.merges:
+                _write_merge(store, tx, merge)
+            tx.many(
+                "INSERT INTO identifiers (id, workspace_id, kind, value, person_id, via_id, seq, "
+                "linked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
+                 for i in self._ids.values() if i.new],
+            )  # fmt: skip
+            tx.many(
+                UPSERT_PERSON,
+                [person_params(store, p, self.now) for p in self.persons.values() if p.dirty],
+            )
+            by_id = {i.id: i.person_id for i in self._ids.values()}
+            tx.many(
+                "INSERT INTO person_events (seq, workspace_id, person_id, identifier_id, type, "
+                "event, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+                [(seq, ws, by_id[iid], iid, kind, name_, ts)
+                 for seq, ws, iid, kind, name_, ts in self.person_events],
+            )  # fmt: skip
+            tx.many(
+                "INSERT INTO person_history (workspace_id, person_id, identifier_id, seq, at_ms, "
+                "kind, data) VALUES (?, ?, ?, ?, ?, ?, {j})",
+                [(ws, pid if iid is None else by_id[iid], iid, seq, at, kind, store.json(data))
+                 for ws, pid, iid, seq, at, kind, data in self.history],
+            )  # fmt: skip
+            tx.many(
+                _UPSERT_ACCOUNT,
+                [_account_params(store, a, self.now) for a in self.accounts.values() if a.dirty],
+            )
+            tx.many(
+                "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, person_id) DO UPDATE "
+                "SET joined_ms = CASE WHEN excluded.joined_ms < account_members.joined_ms "
+                "THEN excluded.joined_ms ELSE account_members.joined_ms END",
+                _member_rows(self),
+            )
+            tx.many(
+                "INSERT INTO account_events (workspace_id, group_id, seq, timestamp_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                self.account_events,
+            )
+            write_dead_letters(tx, self.dead_letters, self.now)
+
+
+def _member_rows(batch: Batch) -> list[tuple[int, str, int, int]]:
+    rows: dict[tuple[int, str, int], int] = {}
+    for (ws, group_id, pid), joined in batch.members.items():
+        key = (ws, group_id, batch.root(pid))
+        rows[key] = min(joined, rows.get(key, joined))
+    return [(*key, joined) for key, joined in rows.items()]
+
+
+def write_dead_letters(tx: Tx, letters: list[tuple[int, int, str, str]], now: int) -> None:
+    tx.many(
+        "INSERT INTO dead_letters (workspace_id, seq, stage, error, at_ms) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (seq) DO UPDATE SET stage = excluded.stage, error = excluded.error, "
+        "attempts = dead_letters.attempts + 1, at_ms = excluded.at_ms, resolved_ms = NULL",
+        [(ws, seq, stage, error[:2000], now) for ws, seq, stage, error in letters],
+    )
+
+
+def _write_merge(store: PeopleStore, tx: Tx, merge: Merge) -> None:
+    """Move what belongs to the merged person (as stored) to the survivor, and record the merge."""
+    old, new = merge.merged_id, merge.survivor_id
+    stored = [row[0] for row in tx.all("SELECT id FROM identifiers WHERE person_id = ?", (old,))]
+    tx.run("UPDATE identifiers SET person_id = ? WHERE person_id = ?", (new, old))
+    tx.run("UPDATE person_events SET person_id = ? WHERE person_id = ?", (new, old))
+    tx.run(
+        "UPDATE person_history SET person_id = ? WHERE person_id = ? AND identifier_id IS NOT NULL",
+        (new, old),
+    )
+    tx.run(
+        "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
+        "SELECT workspace_id, group_id, ?, joined_ms FROM account_members WHERE person_id = ? "
+        "ON CONFLICT (workspace_id, group_id, person_id) DO UPDATE SET joined_ms = CASE WHEN "
+        "excluded.joined_ms < account_members.joined_ms THEN excluded.joined_ms "
+        "ELSE account_members.joined_ms END",
+        (new, old),
+    )
+    tx.run("DELETE FROM account_members WHERE person_id = ?", (old,))
+    tx.run("UPDATE persons SET merged_into = ? WHERE merged_into = ?", (new, old))
+    tx.run(
+        "INSERT INTO merges (id, workspace_id, survivor_id, merged_id, reason, message_id, seq, "
+        "at_ms, identifier_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (merge.id, merge.workspace_id, new, old, merge.reason, merge.message_id, merge.seq,
+         merge.at_ms, store.json(sorted(stored + merge.new_identifier_ids))),
+    )  # fmt: skip
+
+
+UPSERT_PERSON = (
+    "INSERT INTO persons (id, workspace_id, merged_into, traits, trait_ts, event_counts, "
+    "first_seen_ms, last_seen_ms, events, revenue_micros, user_ids, identifiers, "
+    "identifiers_refused, created_ms, updated_ms) "
+    "VALUES (?, ?, ?, {j}, {j}, {j}, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "merged_into = excluded.merged_into, traits = excluded.traits, trait_ts = excluded.trait_ts, "
+    "event_counts = excluded.event_counts, first_seen_ms = excluded.first_seen_ms, "
+    "last_seen_ms = excluded.last_seen_ms, events = excluded.events, "
+    "revenue_micros = excluded.revenue_micros, user_ids = excluded.user_ids, "
+    "identifiers = excluded.identifiers, identifiers_refused = excluded.identifiers_refused, "
+    "updated_ms = excluded.updated_ms"
+)
+_UPSERT_ACCOUNT = (
+    "INSERT INTO accounts (workspace_id, group_id, traits, trait_ts, event_counts, first_seen_ms, "
+    "last_seen_ms, events, created_ms, updated_ms) VALUES (?, ?, {j}, {j}, {j}, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workspace_id, group_id) DO UPDATE SET traits = excluded.traits, "
+    "trait_ts = excluded.trait_ts, event_counts = excluded.event_counts, "
+    "first_seen_ms = excluded.first_seen_ms, last_seen_ms = excluded.last_seen_ms, "
+    "events = excluded.events, updated_ms = excluded.updated_ms"
+)
+
+
+def person_params(store: PeopleStore, p: PersonRow, now: int) -> tuple[Any, ...]:
+    f = p.profile
+    return (
+        p.id, p.workspace_id, p.merged_into, store.json(f.traits), store.json(f.trait_ts),
+        store.json(f.event_counts), f.first_seen_ms, f.last_seen_ms or 0, f.events, f.revenue_micros,
+        p.user_ids, p.identifiers, p.identifiers_refused, p.created_ms, now,
+    )  # fmt: skip
+
+
+def _account_params(store: PeopleStore, a: AccountRow, now: int) -> tuple[Any, ...]:
+    f = a.profile
+    return (
+        a.workspace_id, a.group_id, store.json(f.traits), store.json(f.trait_ts),
+        store.json(f.event_counts), f.first_seen_ms, f.last_seen_ms or 0, f.events, a.created_ms,
+        now,
+    )  # fmt: skip

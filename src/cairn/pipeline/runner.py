@@ -1,0 +1,404 @@
+"""The runner: reads the log from the pipeline's committed cursor and passes each event through the
+stages, in log order, one batch per transaction.
+
+Exactly once, in order: a batch's changes and the cursor's new position commit together, under a
+version check on the cursor row (`StaleBatch` when another worker or an unmerge changed derived
+state meanwhile; the batch is then redone from fresh state). Workers also take a lease on the
+cursor, so with several workers one runs and the others stand by, taking over when its lease
+lapses. Replays are safe: an event already applied (it has a `person_events` row) is skipped.
+
+A stage that raises on one event sends that event to the dead-letter list with the error: the
+batch is redone without it, so no half-applied event is ever written. `replay_dead_letters` runs
+dead letters through the stages again (`cairn pipeline replay`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from cairn.errors import NotFound
+from cairn.identity.rules import IdentityRules
+from cairn.ingest.timestamps import now_ms
+from cairn.pipeline.batch import Batch, Stats, write_dead_letters
+from cairn.pipeline.event import Event
+from cairn.pipeline.stages import accounts, identity, profiles, timeline
+from cairn.pipeline.stages.identity import Attribution
+from cairn.settings import Settings
+from cairn.storage.base import LogEntry
+from cairn.storage.people import PIPELINE_CURSOR, CursorRow, PeopleStore, StaleBatch
+from cairn.storage.sql import EVENT_COLUMNS, SQLStorage
+
+__all__ = ["STAGES", "DeadLetter", "Pipeline", "PipelineStatus", "Runner"]
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[Batch, Event, Attribution | None], Attribution | None]
+STAGES: tuple[tuple[str, Stage], ...] = (
+    ("identity", identity.apply),
+    ("profiles", profiles.apply),
+    ("accounts", accounts.apply),
+    ("timeline", timeline.apply),
+)
+_MAX_STALE_RETRIES = 20
+
+
+class PipelineStatus(msgspec.Struct):
+    cursor: int
+    last_seq: int
+    lag_events: int
+    lag_seconds: float
+    dead_letters: int
+    holder: str | None
+    lease_until_ms: int
+    updated_ms: int
+    running_here: bool
+    processed: int
+    batches: int
+    stale_batches: int
+
+
+class DeadLetter(msgspec.Struct):
+    id: int
+    workspace_id: int
+    seq: int
+    stage: str
+    error: str
+    attempts: int
+    at_ms: int
+    resolved_ms: int | None
+
+
+@dataclass
+class _Failure(Exception):
+    seq: int
+    stage: str
+    error: str
+
+
+class Pipeline:
+    """The stages over one database. `run_batch` is one step; `Runner` loops it on a thread."""
+
+    def __init__(
+        self,
+        storage: SQLStorage,
+        rules: IdentityRules,
+        *,
+        batch_size: int = 500,
+        stages: Sequence[tuple[str, Stage]] = STAGES,
+        name: str = PIPELINE_CURSOR,
+    ) -> None:
+        self.storage = storage
+        self.store = PeopleStore(storage)
+        self.rules = rules
+        self.batch_size = batch_size
+        self.stages = tuple(stages)
+        self.name = name
+        self.totals = Stats()
+        self.processed = 0
+        self.batches = 0
+        self.stale_batches = 0
+        self._sources: dict[str, bool] = {}
+        self._sources_at = 0.0
+        self.store.ensure_cursor(name)
+
+    @classmethod
+    def from_settings(cls, storage: SQLStorage, settings: Settings) -> Pipeline:
+        rules = IdentityRules.from_settings(
+            settings.identity_junk_ids, settings.identity_max_identifiers, settings.identity_email
+        )
+        return cls(storage, rules, batch_size=settings.pipeline_batch)
+
+    # one batch ------------------------------------------------------------------------------
+    def run_batch(self) -> int:
+        """Process the next batch of the log; return how many log entries it consumed."""
+        for _ in range(_MAX_STALE_RETRIES):
+            cursor = self.store.cursor(self.name)
+            entries = self.storage.read_log(cursor.position, self.batch_size)
+            if not entries:
+                return 0
+            try:
+                self._apply(cursor, entries, position=entries[-1].seq)
+            except StaleBatch:
+                self.stale_batches += 1
+                continue
+            self.processed += len(entries)
+            self.batches += 1
+            return len(entries)
+        raise StaleBatch("the pipeline's state kept changing under the batch; retry later")
+
+    def run_until_idle(self, max_batches: int | None = None) -> int:
+        done = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            count = self.run_batch()
+            if count == 0:
+                break
+            done += count
+            batches += 1
+        return done
+
+    def _apply(self, cursor: CursorRow, entries: list[LogEntry], *, position: int) -> set[int]:
+        """Run the stages over `entries` and commit them with the cursor at `position`.
+
+        A failing event is dead-lettered and the batch redone without it; a batch whose write
+        fails (a value the database refuses) is written one event at a time, so only the event
+        that cannot be written is dead-lettered. Returns the dead-lettered sequence numbers.
+        """
+        failed: dict[int, tuple[str, str]] = {}
+        while True:
+            batch = self._batch(cursor, entries, failed)
+            try:
+                self._run_stages(batch, failed)
+            except _Failure as failure:
+                failed[failure.seq] = (failure.stage, failure.error)
+                continue
+            break
+        try:
+            batch.flush(position, self.name)
+        except StaleBatch:
+            raise
+        except Exception:
+            if len(entries) == 1:
+                log.exception("pipeline: could not write event %d", entries[0].seq)
+                self._dead_letter_alone(cursor, entries[0], position)
+                return {entries[0].seq}
+            log.warning("pipeline: batch write failed; writing its events one by one")
+            dead: set[int] = set()
+            for entry in entries:
+                dead |= self._apply(self.store.cursor(self.name), [entry], position=entry.seq)
+            return dead
+        self._count(batch)
+        return set(failed)
+
+    def _batch(
+        self, cursor: CursorRow, entries: list[LogEntry], failed: dict[int, tuple[str, str]]
+    ) -> Batch:
+        events: list[Event] = []
+        letters: list[tuple[int, int, str, str]] = []
+        for entry in entries:
+            if entry.seq in failed:
+                stage, error = failed[entry.seq]
+                letters.append((entry.workspace_id, entry.seq, stage, error))
+                continue
+            try:
+                events.append(Event.from_log(entry))
+            except Exception as exc:
+                failed[entry.seq] = ("decode", _describe(exc))
+                letters.append((entry.workspace_id, entry.seq, "decode", _describe(exc)))
+        batch = Batch(self.store, self.rules, cursor, events, self._requires_hash)
+        batch.dead_letters = letters
+        wanted: dict[tuple[int, str], set[str]] = {}
+        for ev in events:
+            identity.wanted_identifiers(batch, ev, wanted)
+        batch.preload(wanted)
+        return batch
+
+    def _run_stages(self, batch: Batch, failed: dict[int, tuple[str, str]]) -> None:
+        for ev in batch.events:
+            if ev.seq in batch.applied:
+                batch.stats.skipped += 1
+                continue
+            found: Attribution | None = None
+            for name, stage in self.stages:
+                try:
+                    found = stage(batch, ev, found)
+                except Exception as exc:
+                    raise _Failure(ev.seq, name, _describe(exc)) from exc
+            batch.stats.events += 1
+
+    def _dead_letter_alone(self, cursor: CursorRow, entry: LogEntry, position: int) -> None:
+        with self.store.tx() as tx:
+            self.store.advance(
+                tx, self.name, version=cursor.version, position=position, high_water=entry.seq
+            )
+            error = "the database refused the event's derived state"
+            write_dead_letters(tx, [(entry.workspace_id, entry.seq, "write", error)], now_ms())
+
+    def _count(self, batch: Batch) -> None:
+        t, s = self.totals, batch.stats
+        t.events += s.events
+        t.skipped += s.skipped
+        t.unattributed += s.unattributed
+        t.persons_created += s.persons_created
+        t.merges += s.merges
+        t.merges_refused += s.merges_refused
+        t.identifiers_refused += s.identifiers_refused
+
+    def _requires_hash(self, source_id: str) -> bool:
+        if time.monotonic() - self._sources_at > 5:
+            rows = self.store.rows("SELECT id, require_user_hash FROM sources")
+            self._sources = {row[0]: bool(row[1]) for row in rows}
+            self._sources_at = time.monotonic()
+        return self._sources.get(source_id, False)
+
+    # dead letters ---------------------------------------------------------------------------
+    def dead_letters(
+        self, workspace_id: int | None, *, include_resolved: bool = False, limit: int = 100
+    ) -> list[DeadLetter]:
+        clauses, params = ["1 = 1"], []
+        if workspace_id is not None:
+            clauses.append("workspace_id = ?")
+            params.append(workspace_id)
+        if not include_resolved:
+            clauses.append("resolved_ms IS NULL")
+        rows = self.store.rows(
+            "SELECT id, workspace_id, seq, stage, error, attempts, at_ms, resolved_ms "
+            f"FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def replay_dead_letters(
+        self, workspace_id: int | None = None, ids: Sequence[int] | None = None
+    ) -> dict[str, int]:
+        """Run open dead letters through the stages again. Those that pass are marked resolved;
+        those that fail again stay, with the new error and one more attempt."""
+        letters = self.dead_letters(workspace_id, limit=100_000)
+        if ids is not None:
+            wanted = set(ids)
+            letters = [d for d in letters if d.id in wanted]
+            if missing := wanted - {d.id for d in letters}:
+                raise NotFound(f"no open dead letter {sorted(missing)[0]}")
+        resolved = failed = 0
+        for letter in letters:
+            entry = self._log_entry(letter.seq)
+            dead = {entry.seq}
+            for _ in range(_MAX_STALE_RETRIES):
+                cursor = self.store.cursor(self.name)
+                try:
+                    dead = self._apply(cursor, [entry], position=cursor.position)
+                except StaleBatch:
+                    continue
+                break
+            if dead:
+                failed += 1
+                continue
+            with self.store.tx() as tx:
+                tx.run(
+                    "UPDATE dead_letters SET resolved_ms = ? WHERE id = ?", (now_ms(), letter.id)
+                )
+            resolved += 1
+        return {"resolved": resolved, "failed": failed}
+
+    def _log_entry(self, seq: int) -> LogEntry:
+        rows = self.store.rows(f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq = ?", (seq,))
+        if not rows:
+            raise NotFound(f"event {seq} is not in the log")
+        return LogEntry(*rows[0])
+
+    # status -----------------------------------------------------------------------------------
+    def status(self, *, running_here: bool = False) -> PipelineStatus:
+        cursor = self.store.cursor(self.name)
+        last = self.storage.last_seq()
+        lag_seconds = 0.0
+        if last > cursor.position:
+            oldest = self.storage.read_log(cursor.position, 1)
+            if oldest:
+                lag_seconds = max(now_ms() - oldest[0].received_ms, 0) / 1000
+        open_letters = self.store.rows(
+            "SELECT count(*) FROM dead_letters WHERE resolved_ms IS NULL"
+        )[0][0]
+        return PipelineStatus(
+            cursor=cursor.position,
+            last_seq=last,
+            lag_events=max(last - cursor.position, 0),
+            lag_seconds=round(lag_seconds, 3),
+            dead_letters=int(open_letters),
+            holder=cursor.holder,
+            lease_until_ms=cursor.lease_until_ms,
+            updated_ms=cursor.updated_ms,
+            running_here=running_here,
+            processed=self.processed,
+            batches=self.batches,
+            stale_batches=self.stale_batches,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames)
+    return f"{type(exc).__name__}: {exc} ({where})"
+
+
+class Runner:
+    """`Pipeline.run_batch` in a loop on a thread, holding the lease; woken by the log writer."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        lease_seconds: float = 10.0,
+        idle_seconds: float = 0.2,
+        holder: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.holding = False
+        self.errors = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="cairn-pipeline", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self) -> None:
+        renew_every = self.lease_seconds / 3
+        renewed = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - renewed > renew_every or not self.holding:
+                    self.holding = self._lease()
+                    renewed = time.monotonic()
+                if not self.holding:
+                    self._stop.wait(renew_every)
+                    continue
+                try:
+                    done = self.pipeline.run_batch()
+                except Exception:
+                    self.errors += 1
+                    log.exception("pipeline batch failed; retrying")
+                    self._stop.wait(1.0)
+                    continue
+                if done == 0:
+                    self._wake.wait(self.idle_seconds)
+                    self._wake.clear()
+        finally:
+            if self.holding:
+                try:
+                    self.pipeline.store.release_lease(self.pipeline.name, self.holder)
+                except Exception:
+                    log.exception("pipeline: could not release the lease")
+                self.holding = False
+
+    def _lease(self) -> bool:
+        try:
+            return self.pipeline.store.take_lease(
+                self.pipeline.name, self.holder, self.lease_seconds
+            )
+        except Exception:
+            log.exception("pipeline: could not take the lease")
+            return False

@@ -1,0 +1,235 @@
+"""SQL for people, accounts, identity and the pipeline's cursor: one text for both backends.
+
+Statements are written with `?` placeholders and turned into `%s` for PostgreSQL; JSON columns are
+TEXT in SQLite and jsonb in PostgreSQL (`{j}` marks a JSON parameter). Values are always
+parameters, never spliced into the text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+from cairn.errors import Conflict
+from cairn.ingest.timestamps import now_ms
+from cairn.storage.sql import SQLStorage
+
+__all__ = ["PIPELINE_CURSOR", "CursorRow", "PeopleStore", "StaleBatch", "Tx", "decode_json"]
+
+PIPELINE_CURSOR = "pipeline"
+_CHUNK = 500
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+# jsonb cannot hold U+0000: stored as U+FFFD (an escaped backslash before it is left alone).
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+class StaleBatch(Conflict):
+    """Derived state changed under a batch (another worker, or an unmerge): redo the batch."""
+
+
+class CursorRow(msgspec.Struct, frozen=True):
+    position: int
+    version: int
+    holder: str | None
+    lease_until_ms: int
+    high_water: int
+    updated_ms: int
+
+
+def decode_json(value: Any) -> Any:
+    """A JSON column as Python: SQLite returns text, PostgreSQL's jsonb arrives decoded."""
+    if isinstance(value, str | bytes):
+        return _decode(value)
+    return value
+
+
+class Tx:
+    """One write transaction, with the dialect's placeholders applied."""
+
+    def __init__(self, store: PeopleStore, conn: Any) -> None:
+        self._store = store
+        self.conn = conn
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.conn.execute(self._store.sql(sql), params).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.conn.execute(self._store.sql(sql), params).rowcount)
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self._store.dialect == "sqlite":
+            self.conn.executemany(self._store.sql(sql), rows)
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._store.sql(sql), rows)
+
+
+class PeopleStore:
+    """Derived state over a SQL backend. Thread-safe as the backend is."""
+
+    def __init__(self, storage: SQLStorage) -> None:
+        self.storage = storage
+        self.dialect = storage.dialect
+        self._pg = self.dialect == "postgres"
+
+    # SQL text ---------------------------------------------------------------------------------
+    def sql(self, text: str) -> str:
+        if self._pg:
+            return (
+                text.replace("{j}", "?::jsonb").replace("?", "%s").replace("{greatest}", "GREATEST")
+            )
+        return text.replace("{j}", "?").replace("{greatest}", "max")
+
+    def json(self, value: Any) -> str:
+        text = _encode(value).decode("utf-8")
+        if self._pg and "\\u0000" in text:
+            text = _NUL.sub(r"\1\\ufffd", text)
+        return text
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.storage.rows(self.sql(sql), params)
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self.storage.transaction() as conn:
+            yield Tx(self, conn)
+
+    # the pipeline's cursor --------------------------------------------------------------------
+    def ensure_cursor(self, name: str = PIPELINE_CURSOR) -> None:
+        with self.tx() as tx:
+            tx.run(
+                "INSERT INTO cursors (name, position, updated_ms) VALUES (?, 0, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, now_ms()),
+            )
+
+    def cursor(self, name: str = PIPELINE_CURSOR) -> CursorRow:
+        rows = self.rows(
+            "SELECT position, version, holder, lease_until_ms, high_water, updated_ms "
+            "FROM cursors WHERE name = ?",
+            (name,),
+        )
+        if not rows:
+            return CursorRow(0, 0, None, 0, 0, 0)
+        return CursorRow(*rows[0])
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Hold the pipeline for `seconds` if it is free, expired, or already ours."""
+        now = now_ms()
+        with self.tx() as tx:
+            changed = tx.run(
+                "UPDATE cursors SET holder = ?, lease_until_ms = ? WHERE name = ? "
+                "AND (holder IS NULL OR holder = ? OR lease_until_ms < ?)",
+                (holder, now + int(seconds * 1000), name, holder, now),
+            )
+        return changed == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.tx() as tx:
+            tx.run(
+                "UPDATE cursors SET holder = NULL, lease_until_ms = 0 WHERE name = ? AND holder = ?",
+                (name, holder),
+            )
+
+    def advance(self, tx: Tx, name: str, *, version: int, position: int, high_water: int) -> None:
+        """Move the cursor in the batch's transaction, if nothing changed since the batch read it."""
+        changed = tx.run(
+            "UPDATE cursors SET position = ?, version = version + 1, "
+            "high_water = {greatest}(high_water, ?), updated_ms = ? WHERE name = ? AND version = ?",
+            (position, high_water, now_ms(), name, version),
+        )
+        if changed != 1:
+            raise StaleBatch("the pipeline's state changed during the batch")
+
+    def bump(self, tx: Tx, name: str = PIPELINE_CURSOR) -> None:
+        """Mark derived state as changed outside the runner (runners redo their open batch)."""
+        tx.run(
+            "UPDATE cursors SET version = version + 1, updated_ms = ? WHERE name = ?",
+            (now_ms(), name),
+        )
+
+    def rewind(self, position: int, name: str = PIPELINE_CURSOR) -> None:
+        with self.tx() as tx:
+            tx.run(
+                "UPDATE cursors SET position = ?, version = version + 1, updated_ms = ? "
+                "WHERE name = ?",
+                (max(position, 0), now_ms(), name),
+            )
+
+    # loading state for a batch ------------------------------------------------------------------
+    def max_ids(self) -> tuple[int, int]:
+        row = self.rows(
+            "SELECT (SELECT coalesce(max(id), 0) FROM persons), "
+            "(SELECT coalesce(max(id), 0) FROM identifiers)"
+        )[0]
+        return int(row[0]), int(row[1])
+
+    def applied(self, first: int, last: int) -> set[int]:
+        rows = self.rows("SELECT seq FROM person_events WHERE seq BETWEEN ? AND ?", (first, last))
+        return {row[0] for row in rows}
+
+    def identifiers(self, workspace_id: int, kind: str, values: Iterable[str]) -> list[Any]:
+        """(id, kind, value, person_id, via_id) for the values that are linked."""
+        found: list[Any] = []
+        for chunk in _chunks(list(values)):
+            marks = ",".join("?" * len(chunk))
+            found += self.rows(
+                "SELECT id, kind, value, person_id, via_id FROM identifiers WHERE workspace_id = ? "
+                f"AND kind = ? AND value IN ({marks})",
+                (workspace_id, kind, *chunk),
+            )
+        return found
+
+    def persons(self, ids: Iterable[int]) -> list[Any]:
+        found: list[Any] = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            found += self.rows(f"SELECT {PERSON_COLUMNS} FROM persons WHERE id IN ({marks})", chunk)
+        return found
+
+    def account(self, workspace_id: int, group_id: str) -> Any | None:
+        rows = self.rows(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE workspace_id = ? AND group_id = ?",
+            (workspace_id, group_id),
+        )
+        return rows[0] if rows else None
+
+    def is_member(self, workspace_id: int, group_id: str, person_ids: Sequence[int]) -> bool:
+        marks = ",".join("?" * len(person_ids))
+        return bool(
+            self.rows(
+                "SELECT 1 FROM account_members WHERE workspace_id = ? AND group_id = ? "
+                f"AND person_id IN ({marks}) LIMIT 1",
+                (workspace_id, group_id, *person_ids),
+            )
+        )
+
+    def blocked(self, a: int, b: int) -> bool:
+        low, high = min(a, b), max(a, b)
+        return bool(
+            self.rows(
+                "SELECT 1 FROM identity_blocks WHERE person_a = ? AND person_b = ?", (low, high)
+            )
+        )
+
+
+PERSON_COLUMNS = (
+    "id, workspace_id, merged_into, traits, trait_ts, event_counts, first_seen_ms, last_seen_ms, "
+    "events, revenue_micros, user_ids, identifiers, identifiers_refused, created_ms, updated_ms"
+)
+ACCOUNT_COLUMNS = (
+    "workspace_id, group_id, traits, trait_ts, event_counts, first_seen_ms, last_seen_ms, events, "
+    "created_ms, updated_ms"
+)
+
+
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
