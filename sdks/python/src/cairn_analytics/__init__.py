@@ -12,6 +12,7 @@ below. Set them before that call; `Client(...)` takes the same names as argument
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -118,6 +119,9 @@ def _forward(method: Callable[Concatenate[Client, _P], _R]) -> Callable[_P, _R]:
     def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         return method(default_client or _client(), *args, **kwargs)
 
+    signature = inspect.signature(method)
+    parameters = list(signature.parameters.values())[1:]  # without `self`
+    call.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return call
 
 

@@ -328,11 +328,9 @@ class Client:
 
     def _open_spool(self, directory: Path) -> Spool | None:
         try:
-            return Spool(
-                directory,
-                max_bytes=self.spool_max_bytes,
-                fsync=self.spool_fsync,
-            )
+            spool = Spool(directory, max_bytes=self.spool_max_bytes, fsync=self.spool_fsync)
+            spool.adopt()  # now, so that a flush() right after start waits for the leftovers too
+            return spool
         except OSError as error:
             self._outbox.report(
                 InvalidMessage(f"cannot use spool_dir {directory}: {error}; events stay in memory"),

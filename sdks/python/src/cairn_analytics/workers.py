@@ -255,7 +255,7 @@ class SpoolSender(threading.Thread):
         self._upload_size = upload_size
         self._interval = upload_interval
         self._partial_since: float | None = None
-        self._adopted_at = 0.0
+        self._adopted_at = time.monotonic()  # the client adopted leftovers as it started
 
     def run(self) -> None:
         while self._step():
