@@ -1,21 +1,20 @@
 """Segment's own browser library, @segment/analytics-next, unmodified, in Debian's Chromium.
 
-A page on one loopback port loads the vendored standalone bundle through the Segment snippet with
-`_cdn` set to Cairn (another port), so every request is cross-origin and the browser really sends
-its CORS preflights. The library fetches its settings from Cairn, sends the six calls there, and
-nothing may leave 127.0.0.1. What Cairn stores must be what the browser sent, with the server's
-fields added (PROTOCOL.md, "What analytics.js needs to run against Cairn").
+A page on one loopback port loads the library in one of the two ways customers do, with Cairn
+(another port) as its CDN: the Segment snippet with the vendored standalone bundle and `_cdn`, or
+the npm package's own bundle with `AnalyticsBrowser.load({writeKey, cdnURL})`. Every request is
+cross-origin, so the browser really sends its CORS preflights. The library fetches its settings
+from Cairn, sends the six calls there, and nothing may leave 127.0.0.1. What Cairn stores must be
+what the browser sent, with the server's fields added (PROTOCOL.md, "What analytics.js needs to
+run against Cairn").
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,12 +24,19 @@ import pytest
 from tests.support.browser import chromium
 from tests.support.collector import Window, assert_stored_as_sent, by_message_id, millis
 from tests.support.server import ServerProcess
+from tests.support.site import LOOPBACK, serve_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ASSETS = Path(__file__).parent / "assets"
 ANALYTICS_NEXT_VERSION = "1.84.3"  # tests/e2e/assets/README.md
-LOOPBACK = "127.0.0.1"
+
+# The page that loads analytics-next: the snippet with the standalone bundle and `_cdn`, or the
+# npm package's UMD bundle with `AnalyticsBrowser.load({writeKey, cdnURL})` (tests/e2e/assets).
+PAGES = [
+    pytest.param("index.html", id="snippet-cdn"),
+    pytest.param("cdn-url.html", id="npm-cdnURL"),
+]
 
 UTM = {
     "utm_source": "newsletter",
@@ -98,24 +104,11 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """tests/e2e/assets over HTTP on its own loopback port: the customer's web site."""
-    handler = functools.partial(_QuietHandler, directory=str(ASSETS))
-    httpd = ThreadingHTTPServer((LOOPBACK, 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serve_site(ASSETS) as origin:
+        yield origin
 
 
 @dataclass
@@ -183,12 +176,12 @@ class BrowserLog:
 
 
 def _run_calls(
-    browser: Any, site: str, server: ServerProcess, load_options: dict[str, Any]
+    browser: Any, site: str, server: ServerProcess, load_options: dict[str, Any], page_name: str
 ) -> tuple[BrowserLog, dict[str, Any]]:
     """Load the page, make the six calls, wait until Cairn has stored them all."""
     log = BrowserLog()
     context = browser.new_context()
-    # What the customer's snippet is configured with (index.html reads it): Cairn as the CDN.
+    # What the customer's page is configured with (index.html and cdn-url.html read it).
     config = {"writeKey": server.write_key, "cdn": server.url, "loadOptions": load_options}
     context.add_init_script(f"window.__cairn = {json.dumps(config)};")
     try:
@@ -202,7 +195,7 @@ def _run_calls(
         cdp.on("Network.responseReceived", log.on_cdp_response)
         page.on("pageerror", log.on_page_error)
         page.on("console", log.on_console)
-        page.goto(f"{site}/index.html{SEARCH}")
+        page.goto(f"{site}/{page_name}{SEARCH}")
         page.wait_for_function("window.analytics && window.analytics.initialized === true")
         # The snippet's buffered page call first, so that the order of the calls is known.
         _wait_for_events(server, 1, log)
@@ -259,6 +252,7 @@ def _assert_stored(
     seen: dict[str, Any],
     site: str,
     window: Window,
+    page_name: str,
 ) -> list[dict[str, Any]]:
     """What Cairn kept, checked against the six calls; the stored events in call order."""
     stored = by_message_id(server.events())
@@ -279,9 +273,9 @@ def _assert_stored(
     assert track["event"] == EVENT
     assert track["properties"] == PROPERTIES
     assert "traits" not in track
-    url = f"{site}/index.html{SEARCH}"
+    url = f"{site}/{page_name}{SEARCH}"
     page_fields = {
-        "path": "/index.html",
+        "path": f"/{page_name}",
         "referrer": "",
         "search": SEARCH,
         "title": TITLE,
@@ -319,10 +313,13 @@ def _assert_stored(
     return events
 
 
-def test_analytics_js_one_request_per_call(browser: Any, site: str, server: ServerProcess) -> None:
+@pytest.mark.parametrize("page_name", PAGES)
+def test_analytics_js_one_request_per_call(
+    browser: Any, site: str, server: ServerProcess, page_name: str
+) -> None:
     """The default delivery: one POST per call to `/v1/{p,i,t,g,a}`, as text/plain with Basic."""
     window = Window()
-    log, seen = _run_calls(browser, site, server, load_options={})
+    log, seen = _run_calls(browser, site, server, load_options={}, page_name=page_name)
     window.close()
     _assert_browser_behaved(log, server, site)
 
@@ -334,7 +331,7 @@ def test_analytics_js_one_request_per_call(browser: Any, site: str, server: Serv
             assert request.headers["authorization"].startswith("Basic ")
     sent = [body for _, body in posts]
     assert all(body["writeKey"] == server.write_key for body in sent)
-    stored = _assert_stored(server, sent, seen, site, window)
+    stored = _assert_stored(server, sent, seen, site, window, page_name)
     for (path, body), event in zip(posts, stored, strict=True):
         assert_stored_as_sent(
             body,
@@ -346,13 +343,16 @@ def test_analytics_js_one_request_per_call(browser: Any, site: str, server: Serv
         )
 
 
-def test_analytics_js_batching(browser: Any, site: str, server: ServerProcess) -> None:
+@pytest.mark.parametrize("page_name", PAGES)
+def test_analytics_js_batching(
+    browser: Any, site: str, server: ServerProcess, page_name: str
+) -> None:
     """`deliveryStrategy: batching`: `{batch, sentAt, writeKey}` to `/v1/b`, items without sentAt."""
     # Three events a batch: the six calls take at least two requests.
     delivery = {"strategy": "batching", "config": {"size": 3, "timeout": 300}}
     options = {"integrations": {"Segment.io": {"deliveryStrategy": delivery}}}
     window = Window()
-    log, seen = _run_calls(browser, site, server, load_options=options)
+    log, seen = _run_calls(browser, site, server, load_options=options, page_name=page_name)
     window.close()
     _assert_browser_behaved(log, server, site)
 
@@ -367,7 +367,7 @@ def test_analytics_js_batching(browser: Any, site: str, server: ServerProcess) -
             assert "sentAt" not in item
             items.append((item, body))
     sent = [item for item, _ in items]  # batches and their items in the order of the calls
-    stored = _assert_stored(server, sent, seen, site, window)
+    stored = _assert_stored(server, sent, seen, site, window, page_name)
     by_id = {event["messageId"]: event for event in stored}
     for item, body in items:
         event = by_id[item["messageId"]]
