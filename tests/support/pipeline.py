@@ -21,7 +21,7 @@ from cairn.storage.people import PeopleStore
 from cairn.storage.sql import SQLStorage
 from cairn.workspaces import create_source
 
-__all__ = ["Log", "iso", "msg"]
+__all__ = ["Log", "accounts_snapshot", "iso", "msg", "snapshot"]
 
 _ids = itertools.count(1)
 
@@ -73,3 +73,78 @@ class Log:
     def run(self) -> int:
         assert self.pipeline is not None
         return self.pipeline.run_until_idle()
+
+
+def snapshot(store: PeopleStore, workspace_id: int) -> dict[Any, Any]:
+    """Everything derived, keyed by each person's identifiers rather than by their ids (which
+    depend on arrival order): traits, counters, memberships, timeline events, history."""
+    from cairn.pipeline.batch import person_from_row
+    from cairn.storage.people import PERSON_COLUMNS, decode_json
+
+    rows = store.rows(
+        f"SELECT {PERSON_COLUMNS} FROM persons WHERE workspace_id = ? AND merged_into IS NULL",
+        (workspace_id,),
+    )
+    out: dict[Any, Any] = {}
+    for row in rows:
+        person = person_from_row(row)
+        ids = frozenset(
+            (kind, value)
+            for kind, value in store.rows(
+                "SELECT kind, value FROM identifiers WHERE person_id = ?", (person.id,)
+            )
+        )
+        if not ids:
+            continue
+        events = sorted(
+            r[0]
+            for r in store.rows("SELECT seq FROM person_events WHERE person_id = ?", (person.id,))
+        )
+        members = sorted(
+            (r[0], r[1])
+            for r in store.rows(
+                "SELECT group_id, joined_ms FROM account_members WHERE person_id = ?", (person.id,)
+            )
+        )
+        history = sorted(
+            (r[0], r[1], msgspec_json(decode_json(r[2])))
+            for r in store.rows(
+                "SELECT kind, seq, data FROM person_history WHERE person_id = ? "
+                "AND identifier_id IS NOT NULL",
+                (person.id,),
+            )
+        )
+        p = person.profile
+        out[ids] = {
+            "traits": p.traits,
+            "trait_ts": p.trait_ts,
+            "event_counts": p.event_counts,
+            "first_seen": p.first_seen_ms,
+            "last_seen": p.last_seen_ms,
+            "events": p.events,
+            "revenue": p.revenue_micros,
+            "user_ids": person.user_ids,
+            "identifiers": person.identifiers,
+            "timeline": events,
+            "accounts": members,
+            "history": history,
+        }
+    return out
+
+
+def msgspec_json(value: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(value, order="sorted").decode()
+
+
+def accounts_snapshot(store: PeopleStore, workspace_id: int) -> dict[str, Any]:
+    from cairn.storage.people import decode_json
+
+    return {
+        gid: (decode_json(traits), decode_json(counts), events)
+        for gid, traits, counts, events in store.rows(
+            "SELECT group_id, traits, event_counts, events FROM accounts WHERE workspace_id = ?",
+            (workspace_id,),
+        )
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -120,7 +121,7 @@ class Pipeline:
     # one batch ------------------------------------------------------------------------------
     def run_batch(self) -> int:
         """Process the next batch of the log; return how many log entries it consumed."""
-        for _ in range(_MAX_STALE_RETRIES):
+        for attempt in range(_MAX_STALE_RETRIES):
             cursor = self.store.cursor(self.name)
             entries = self.storage.read_log(cursor.position, self.batch_size)
             if not entries:
@@ -129,6 +130,7 @@ class Pipeline:
                 self._apply(cursor, entries, position=entries[-1].seq)
             except StaleBatch:
                 self.stale_batches += 1
+                time.sleep(random.random() * 0.002 * (attempt + 1))  # two racers fall out of step
                 continue
             self.processed += len(entries)
             self.batches += 1
