@@ -72,12 +72,16 @@ export class Delivery {
   private failures = 0;
   private retryAt = 0;
   private waiting: (() => void)[] = [];
+  private gone = false; // after pagehide: the beacons have it, until the page is shown again
   private readonly key = PREFIX + uuid();
 
   constructor(private readonly o: DeliveryOptions) {
     addEventListener("online", () => this.send(true));
     addEventListener("pagehide", () => this.unload());
-    addEventListener("pageshow", (event) => (event as PageTransitionEvent).persisted && this.save());
+    addEventListener("pageshow", (event) => {
+      this.gone = false;
+      if ((event as PageTransitionEvent).persisted) this.save();
+    });
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "hidden") this.send(true);
     });
@@ -120,7 +124,7 @@ export class Delivery {
   /** `now` skips the wait for a fuller batch and sends beside a request in flight, never past a
    * Retry-After: it is what `flush()`, `online` and a hidden page do. */
   private send(now = false): void {
-    if (navigator.onLine === false || Date.now() < this.retryAt) return this.settled();
+    if (this.gone || navigator.onLine === false || Date.now() < this.retryAt) return this.settled();
     if (this.sending.size && !now) return;
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -182,6 +186,7 @@ export class Delivery {
   /** The page is going away: what is not in flight goes as beacons, and all of it stays saved
    * (marked closed) until a later page of the site has it confirmed. */
   private unload(): void {
+    this.gone = true;
     const online = navigator.onLine !== false && !!navigator.sendBeacon;
     let all = online && !this.sending.size;
     for (const batch of online ? split(this.unsent(), KEEPALIVE_BYTES) : []) {

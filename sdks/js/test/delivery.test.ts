@@ -206,13 +206,22 @@ describe("the saved queue", () => {
     dispatchEvent(new Event("pagehide"));
     expect(beacons.map((body) => JSON.parse(body).batch)).toEqual([queued]);
     expect(saved()).toMatchObject([{ c: 1, b: Date.now(), q: queued }]);
+    // a navigation hides the page after pagehide: the beacons have the queue already
+    Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+    delete (document as unknown as Record<string, unknown>).visibilityState;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sent).toHaveLength(0);
 
     // the next page of the site sends them again (the server dedupes by messageId)
     const next = delivery();
     await vi.advanceTimersByTimeAsync(0);
     expect(messages(sent)).toEqual(queued);
     expect(saved()).toEqual([]);
-    await d.flush(); // the old page's copy, as after a return from the back/forward cache
+    // the old page comes back from the back/forward cache and sends its copy (deduped)
+    dispatchEvent(Object.assign(new Event("pageshow"), { persisted: true }));
+    await d.flush();
+    expect(messages(sent)).toEqual([...queued, ...queued]);
     delete (navigator as unknown as Record<string, unknown>).sendBeacon;
     expect(next.pending).toBe(0);
   });
