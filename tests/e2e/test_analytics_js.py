@@ -24,7 +24,7 @@ import pytest
 from tests.support.browser import chromium
 from tests.support.collector import Window, assert_stored_as_sent, by_message_id, millis
 from tests.support.server import ServerProcess
-from tests.support.site import LOOPBACK, serve_site
+from tests.support.site import CAMPAIGN, LOOPBACK, SEARCH, serve_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -38,21 +38,6 @@ PAGES = [
     pytest.param("cdn-url.html", id="npm-cdnURL"),
 ]
 
-UTM = {
-    "utm_source": "newsletter",
-    "utm_medium": "email",
-    "utm_campaign": "spring_sale",
-    "utm_term": "trail%20boots",
-    "utm_content": "hero",
-}
-SEARCH = "?" + "&".join(f"{key}={value}" for key, value in UTM.items())
-CAMPAIGN = {
-    "source": "newsletter",
-    "medium": "email",
-    "name": "spring_sale",
-    "term": "trail boots",
-    "content": "hero",
-}
 TITLE = "Cairn analytics.js test page"
 
 USER_ID = "user-42"

@@ -23,7 +23,7 @@ import pytest
 from tests.support.browser import chromium
 from tests.support.collector import Window, assert_stored_as_sent, by_message_id, millis
 from tests.support.server import ServerProcess
-from tests.support.site import LOOPBACK, serve_site
+from tests.support.site import CAMPAIGN, LOOPBACK, SEARCH, serve_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -55,21 +55,6 @@ APP_PAGE = f"""<!doctype html>
 """
 GOODBYE = '<!doctype html><title>Goodbye</title><link rel="icon" href="data:,"><p>No SDK here.</p>'
 
-UTM = {
-    "utm_source": "newsletter",
-    "utm_medium": "email",
-    "utm_campaign": "spring_sale",
-    "utm_term": "trail%20boots",
-    "utm_content": "hero",
-}
-SEARCH = "?" + "&".join(f"{key}={value}" for key, value in UTM.items())
-CAMPAIGN = {
-    "source": "newsletter",
-    "medium": "email",
-    "name": "spring_sale",
-    "term": "trail boots",
-    "content": "hero",
-}
 USER_ID = "user-42"
 TRAITS = {"email": "ada@example.com", "first_name": "Ada", "plan": "pro"}
 USER_HASH = "5f1c0ad2" * 8  # what the site's server computed; Cairn keeps it in context

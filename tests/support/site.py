@@ -14,9 +14,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["LOOPBACK", "serve_site"]
+__all__ = ["CAMPAIGN", "LOOPBACK", "SEARCH", "serve_site"]
 
 LOOPBACK = "127.0.0.1"
+
+# A landing from a newsletter: the query string the tests open pages with, and the
+# `context.campaign` a browser library must make of it (PROTOCOL.md, `context` fields).
+SEARCH = (
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale&utm_term=trail%20boots"
+    "&utm_content=hero"
+)
+CAMPAIGN = {
+    "source": "newsletter",
+    "medium": "email",
+    "name": "spring_sale",
+    "term": "trail boots",
+    "content": "hero",
+}
 
 
 def _handler(directory: Path, pages: Mapping[str, str]) -> type[SimpleHTTPRequestHandler]:
