@@ -183,6 +183,63 @@ def sources_list(
         click.echo(f"{s.name}  {s.id}  {s.write_key}{'' if s.enabled else '  (disabled)'}")
 
 
+@sources.command("verify")
+@click.argument("name")
+@click.option(
+    "--rotate", is_flag=True, help="Create (or replace) the identity secret; printed once."
+)
+@click.option(
+    "--require/--no-require",
+    default=None,
+    help="Reject identify calls whose user_hash does not prove their userId.",
+)
+@_workspace
+@_data_dir
+@_database_url
+@_as_json
+def sources_verify(
+    name: str,
+    rotate: bool,
+    require: bool | None,
+    workspace: str,
+    data_dir: Path | None,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    """Identity verification for source NAME: user_hash = hex(HMAC-SHA256(secret, userId))."""
+    from cairn.workspaces import new_identity_secret
+
+    storage = storage_for(_settings(data_dir=data_dir, database_url=database_url))
+    secret = new_identity_secret() if rotate else None
+    try:
+        ws = resolve_workspace(storage, workspace)
+        found = [s for s in storage.list_sources(ws.id) if s.name == name or s.id == name]
+        if not found:
+            _fail(f"no source {name!r} in workspace {workspace!r}")
+        source = storage.set_source_identity(ws.id, found[0].id, secret=secret, require=require)
+    except Exception as exc:  # CairnError: print, exit 1
+        _fail(str(exc))
+        raise
+    finally:
+        storage.close()
+    record = {
+        "id": source.id,
+        "name": source.name,
+        "require_user_hash": source.require_user_hash,
+        "identity_secret_set": source.identity_secret is not None,
+        **({"identity_secret": secret} if secret else {}),
+    }
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    click.echo(
+        f"{source.name}: identity secret {'set' if record['identity_secret_set'] else 'not set'}, "
+        f"user_hash {'required' if source.require_user_hash else 'not required'}"
+    )
+    if secret:
+        click.echo(f"  identity secret (shown once): {secret}")
+
+
 @main.group()
 def tokens() -> None:
     """Admin API tokens (stored hashed; shown once)."""
