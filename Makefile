@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk clean docs
+.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk clean docs js js-test
 
 run: $(INSTALLED)
 	$(VENV)/bin/cairn serve
@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: $(INSTALLED) services check
+test: $(INSTALLED) services check js-test
 	$(PY) -m pytest
 
 check: lint typecheck
@@ -55,5 +55,19 @@ bench: $(INSTALLED) postgres
 bench-sdk: $(INSTALLED)
 	$(PY) bench/sdk.py
 
+# The browser SDK (sdks/js): Node only here; the built cairn.js is committed, so installing Cairn
+# needs none. npm ci installs exactly the lock file, again whenever the lock file changes.
+JS := sdks/js
+JS_DEPS := $(JS)/node_modules/.package-lock.json
+
+$(JS_DEPS): $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+
+js: $(JS_DEPS)
+	cd $(JS) && node scripts/build.mjs && node scripts/size.mjs
+
+js-test: $(JS_DEPS)
+	cd $(JS) && npx tsc --noEmit && npx vitest run && node scripts/size.mjs
+
 clean:
-	rm -rf $(VENV) cairn-data bench/.data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cairn-data bench/.data .pytest_cache .mypy_cache .ruff_cache $(JS)/node_modules

@@ -371,7 +371,12 @@ def test_a_token_only_ever_sees_its_own_workspace(site: Site) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("htmx.min.js", "javascript"), ("debugger.js", "javascript"), ("cairn.css", "text/css")],
+    [
+        ("htmx.min.js", "javascript"),
+        ("debugger.js", "javascript"),
+        ("cairn.js", "javascript"),
+        ("cairn.css", "text/css"),
+    ],
 )
 def test_static_files_are_served_from_the_package(site: Site, name: str, kind: str) -> None:
     answer = site.client.get(f"/static/{name}")
