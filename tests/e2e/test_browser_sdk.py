@@ -9,6 +9,8 @@ reload during the outage, and the page going away.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -274,6 +276,35 @@ def test_page_identify_and_track_with_utm(browser: Any, site: str, server: Serve
             assert context[name] == facts[name], name
         assert context["userAgentData"]["brands"], context["userAgentData"]
         assert window.contains(event["originalTimestamp"])
+
+
+def test_identify_proves_the_user_with_user_hash(
+    browser: Any, site: str, server: ServerProcess
+) -> None:
+    """On a source that requires identity verification, the identify whose user_hash (computed by
+    the site's server) matches its userId is stored; one claiming another user is rejected."""
+    with server.api() as api:
+        sources = api.get("/api/v1/sources").json()["data"]
+        (source,) = [s for s in sources if s["write_key"] == server.write_key]
+        answer = api.post(f"/api/v1/sources/{source['id']}/identity-secret")
+        secret = answer.json()["identity_secret"]
+        api.patch(f"/api/v1/sources/{source['id']}", json={"require_user_hash": True})
+    proof = hmac.new(secret.encode(), USER_ID.encode(), hashlib.sha256).hexdigest()
+    with visiting(browser, server, page=False) as visitor:
+        page = visitor.open(f"{site}/app/account")
+        page.evaluate(
+            f"""async () => {{
+              cairn.identify("someone-else", {{}}, {{user_hash: {json.dumps(proof)}}});
+              cairn.identify({json.dumps(USER_ID)}, {{}}, {{user_hash: {json.dumps(proof)}}});
+              await cairn.flush();
+            }}"""
+        )
+        (identify,) = wait_for_events(server, 1, visitor)
+        with server.api() as api:
+            rejected = api.get("/api/v1/rejected").json()["data"]
+    assert (identify["userId"], identify["context"]["user_hash"]) == (USER_ID, proof)
+    assert [entry["code"] for entry in rejected] == ["user_hash_invalid"]
+    assert rejected[0]["body"]["userId"] == "someone-else"
 
 
 def test_reset_on_logout(browser: Any, site: str, server: ServerProcess) -> None:
