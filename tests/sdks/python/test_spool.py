@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cairn_analytics import Client, EventsDropped
 from cairn_analytics.spool import Spool
 from cairn_analytics.transport import Response
@@ -172,3 +174,24 @@ def test_a_full_spool_drops_and_reports(
     assert sum(e.count for e, _ in errors.of(EventsDropped) if isinstance(e, EventsDropped)) == (
         client.dropped
     )
+
+
+def test_a_failed_write_never_tears_a_good_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append(lines(1))
+    write = os.write
+
+    def disk_full(fd: int, data: bytes) -> int:
+        write(fd, bytes(data[:5]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        spool.append(lines(2))
+    monkeypatch.undo()
+    spool.append(lines(3))
+    assert drain(spool) == [1, 3]
+    assert spool.size == 0
+    spool.close()

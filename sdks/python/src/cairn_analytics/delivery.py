@@ -127,6 +127,9 @@ class Delivery:
                 free = False
             if not free:
                 failures += 1
+            if status in _CONFIGURATION_4XX:  # only retried with a spool: say why it waits
+                log.warning("cairn-analytics: the server answered %d; the spool keeps the "
+                            "events and retries (check write_key and host)", status)  # fmt: skip
             if not persistent and failures > self._max_retries:
                 return answer or Response(0, b'{"code":"network_error","message":"no answer"}')
             delay = max(retry_after or 0.0, self._backoff(failures))

@@ -131,8 +131,7 @@ class Encoder:
 
     def __init__(self) -> None:
         self._ids: list[str] = []
-        self._last_second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads swap it whole
 
     def message(self, call: Call) -> dict[str, Any]:
         """The message a call stands for; raises `InvalidMessage`."""
@@ -164,10 +163,11 @@ class Encoder:
         if type(stamp) is not float:
             return iso_timestamp(stamp)
         second = int(stamp)
-        if second != self._last_second:  # the common case costs one formatting per second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-            self._last_second = second
-        return f"{self._second_text}{int((stamp - second) * 1000):03d}Z"
+        cached, text = self._second
+        if second != cached:  # the common case costs one formatting per second
+            text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}{int((stamp - second) * 1000):03d}Z"
 
     def _next_id(self) -> str:
         if not self._ids:

@@ -64,6 +64,7 @@ class Spool:
         self._read_path: Path | None = None
         self._read_fd: int | None = None
         self._offsets: dict[Path, int] = {}  # how far each segment has been delivered
+        self._lengths: dict[Path, int] = {}  # bytes of whole lines in each segment
 
     @property
     def size(self) -> int:
@@ -90,14 +91,22 @@ class Spool:
             self._roll()
         assert self._write_fd is not None
         data = memoryview(b"\n".join(lines[:accepted]) + b"\n")
-        while data:
-            written = os.write(self._write_fd, data)
-            data = data[written:]
-        if self._fsync:
-            os.fsync(self._write_fd)
+        try:
+            while data:
+                data = data[os.write(self._write_fd, data) :]
+            if self._fsync:
+                os.fsync(self._write_fd)
+        except OSError:
+            # A partial write (a full disk) leaves a torn line: end the segment there, so the
+            # torn bytes are its tail, which the reader skips, and never precede a good line.
+            self._write_size = self._segment_bytes
+            raise
         self._write_size += total
         with self._mutex:
             self._size += total
+            path = self._write_path
+            assert path is not None
+            self._lengths[path] = self._lengths.get(path, 0) + total
         return accepted
 
     def _roll(self) -> None:
@@ -176,14 +185,10 @@ class Spool:
     def _finish(self, path: Path) -> None:
         if self._read_path == path:
             self._close_reader()
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            size = 0
-        undelivered = max(size - self._offsets.pop(path, 0), 0)  # a torn tail, skipped
+        path.unlink(missing_ok=True)
         with self._mutex:
-            self._size -= undelivered
+            undelivered = self._lengths.pop(path, 0) - self._offsets.pop(path, 0)
+            self._size -= max(undelivered, 0)  # what was skipped (a torn tail) or never read
             if path in self._ready:
                 self._ready.remove(path)
             pending_dirs = {p.parent for p in self._ready}
@@ -205,10 +210,11 @@ class Spool:
             if not segments:
                 _remove_directory(directory, fd)
                 continue
-            size = sum(s.stat().st_size for s in segments)
+            sizes = {segment: segment.stat().st_size for segment in segments}
             with self._mutex:
                 self._adopted[directory] = fd
-                self._size += size
+                self._size += sum(sizes.values())
+                self._lengths.update(sizes)
                 self._ready.extendleft(reversed(segments))  # older than anything of ours
             found += len(segments)
         return found
