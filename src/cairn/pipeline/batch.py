@@ -131,6 +131,7 @@ class Batch:
         self.now = now_ms()
         self.stats = Stats()
         self._ids: dict[tuple[int, str, str], Identifier] = {}
+        self._absent: set[tuple[int, str, str]] = set()
         self._by_person: dict[int, list[Identifier]] = {}
         self.persons: dict[int, PersonRow] = {}
         self.accounts: dict[tuple[int, str], AccountRow] = {}
@@ -154,6 +155,8 @@ class Batch:
             for iid, _kind, value, pid, via in self.store.identifiers(ws, kind, values):
                 self._remember(Identifier(iid, ws, kind, value, pid, via))
                 person_ids.add(pid)
+            # known to be unlinked: later lookups in this batch need not ask the database
+            self._absent.update((ws, kind, v) for v in values if (ws, kind, v) not in self._ids)
         self._load_persons(person_ids)
         if self.events and self.events[0].seq <= self.cursor.high_water:
             self.applied = self.store.applied(self.events[0].seq, self.events[-1].seq)
@@ -172,13 +175,15 @@ class Batch:
     def identifier(self, ws: int, kind: str, value: str) -> Identifier | None:
         key = (ws, kind, value)
         ident = self._ids.get(key)
-        if ident is None and key not in self._ids:
+        if ident is None and key not in self._absent:
             rows = self.store.identifiers(ws, kind, [value])
             if rows:
                 iid, _kind, _value, pid, via = rows[0]
                 ident = Identifier(iid, ws, kind, value, pid, via)
                 self._remember(ident)
                 self._load_persons({pid})
+            else:
+                self._absent.add(key)
         return ident
 
     def person(self, person_id: int) -> PersonRow:
