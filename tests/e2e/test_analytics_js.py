@@ -365,3 +365,41 @@ def test_analytics_js_batching(
             channel="browser",
             added_context={"ip": LOOPBACK},
         )
+
+
+def test_analytics_js_features_needing_more_bundles_fail_alone(
+    browser: Any, site: str, server: ServerProcess
+) -> None:
+    """`ajs_` query parameters and trackLink make the standalone bundle load webpack chunks from
+    `{_cdn}/analytics-next/bundles/`, which Cairn does not serve (assets/README.md, docs/sdk-js.md):
+    those two features fail, and nothing else does: the calls around them still arrive."""
+    log = BrowserLog()
+    context = browser.new_context()
+    config = {"writeKey": server.write_key, "cdn": server.url, "loadOptions": {}}
+    context.add_init_script(f"window.__cairn = {json.dumps(config)};")
+    try:
+        context.on("request", log.on_request)
+        page = context.new_page()
+        page.goto(f"{site}/index.html?ajs_uid=from-an-email-link")
+        page.wait_for_function("window.analytics && window.analytics.initialized === true")
+        failure = page.evaluate(
+            """async () => {
+              const link = document.body.appendChild(document.createElement("a"));
+              link.href = "#next";
+              try { await analytics.trackLink(link, "Link Clicked"); } catch (e) { return String(e); }
+              return null;
+            }"""
+        )
+        page.evaluate("analytics.track('Plan Selected')")
+        _wait_for_events(server, 2, log)
+    finally:
+        context.close()
+    assert failure is not None
+    assert "ChunkLoadError" in failure, failure
+    bundles = [r.url for r in log.requests if "/analytics-next/bundles/" in r.url]
+    assert bundles, "no chunk was requested: update assets/README.md and docs/sdk-js.md"
+    assert all(url.startswith(f"{server.url}/analytics-next/bundles/") for url in bundles)
+    landing, track = sorted(server.events(), key=lambda event: event["seq"])
+    assert landing["type"] == "page"
+    assert "userId" not in landing  # ajs_uid needed the query-string chunk
+    assert track["event"] == "Plan Selected"
