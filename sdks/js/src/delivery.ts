@@ -46,13 +46,18 @@ function retryAfter(header: string | null): number | undefined {
   return wait >= 0 ? wait : undefined;
 }
 
+/** UTF-8 bytes, as Cairn and the browser's keepalive budget count them. */
+function byteLength(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
 /** Consecutive slices of `messages`, each under `maxBytes` of JSON (a lone large one goes alone). */
 export function split(messages: Message[], maxBytes: number): Message[][] {
   const batches: Message[][] = [];
   let current: Message[] = [];
   let bytes = 0;
   for (const message of messages) {
-    const size = JSON.stringify(message).length + 1;
+    const size = byteLength(JSON.stringify(message)) + 1;
     if (current.length && (bytes + size > maxBytes || current.length >= MAX_MESSAGES)) {
       batches.push(current);
       current = [];
@@ -73,10 +78,14 @@ export class Delivery {
   private retryAt = 0;
   private waiting: (() => void)[] = [];
   private gone = false; // after pagehide: the beacons have it, until the page is shown again
+  private unreachable = false; // the last attempt got no answer at all
   private readonly key = PREFIX + uuid();
 
   constructor(private readonly o: DeliveryOptions) {
-    addEventListener("online", () => this.send(true));
+    addEventListener("online", () => {
+      if (this.unreachable) this.retryAt = 0; // the backoff was for the network, which is back
+      this.send(true);
+    });
     addEventListener("pagehide", () => this.unload());
     addEventListener("pageshow", (event) => {
       this.gone = false;
@@ -147,7 +156,7 @@ export class Delivery {
       const answer = await fetch(this.o.url, {
         method: "POST",
         body,
-        keepalive: body.length < KEEPALIVE_BYTES,
+        keepalive: byteLength(body) < KEEPALIVE_BYTES,
         credentials: "omit",
       });
       status = answer.status;
@@ -161,6 +170,7 @@ export class Delivery {
 
   private answered(batch: Message[], status: number, wait: number | undefined): void {
     this.o.log("sent", batch.length, "messages:", status || "no answer");
+    this.unreachable = status === 0;
     if (retryable(status)) {
       const backoff = Math.min(MAX_BACKOFF, 1000 * 2 ** this.failures++) * (0.5 + Math.random());
       const delay = Math.round(wait ?? backoff);

@@ -95,6 +95,12 @@ describe("batching", () => {
     for (const batch of batches) expect(JSON.stringify(batch).length).toBeLessThan(450_000);
   });
 
+  it("counts bytes, not characters", () => {
+    const wide = Array.from({ length: 4 }, () => message({ properties: { text: "€".repeat(20_000) } }));
+    const batches = split(wide, 100_000); // 4 x 60 KB of UTF-8, 4 x 20 K characters
+    expect(batches.map((batch) => batch.length)).toEqual([1, 1, 1, 1]);
+  });
+
   it("flush() sends at once and resolves when Cairn has the messages", async () => {
     const sent = mockFetch();
     const d = delivery();
@@ -167,6 +173,32 @@ describe("retries", () => {
     dispatchEvent(new Event("online"));
     await vi.advanceTimersByTimeAsync(0);
     expect(messages(sent)).toHaveLength(1);
+  });
+
+  it("after a network error, sends as soon as the browser is back online", async () => {
+    const sent = mockFetch(0);
+    const d = delivery({ flushAt: 1 });
+    d.push(message());
+    await vi.advanceTimersByTimeAsync(0);
+    setOnline(false);
+    dispatchEvent(new Event("offline"));
+    setOnline(true);
+    dispatchEvent(new Event("online"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sent).toHaveLength(2);
+    expect(d.pending).toBe(0);
+  });
+
+  it("keeps waiting out a Retry-After when the browser comes back online", async () => {
+    const sent = mockFetch({ status: 429, retryAfter: "30" });
+    const d = delivery({ flushAt: 1 });
+    d.push(message());
+    await vi.advanceTimersByTimeAsync(0);
+    dispatchEvent(new Event("online"));
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(sent).toHaveLength(2);
   });
 
   it("drops the oldest messages past maxQueue", async () => {
