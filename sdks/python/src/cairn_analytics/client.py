@@ -217,6 +217,7 @@ class Client:
             return True
         if not self._wait_marker(deadline):
             return False
+        self._outbox.report_drops(force=True)
         if self._spool_sender is None or self._spool is None:
             return True
         self._spool_sender.hurry.set()
