@@ -26,7 +26,7 @@ from cairn.storage.base import (
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import SOURCE_COLUMNS, SQLStorage, source_from_row, statements
+from cairn.storage.sql import SOURCE_COLUMNS, Params, SQLStorage, source_from_row, statements
 
 __all__ = ["PostgresStorage"]
 
@@ -107,7 +107,7 @@ class PostgresStorage(SQLStorage):
         with self._pool.connection() as conn, conn.transaction():
             yield conn
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
             return conn.execute(sql, params, binary=True).fetchall()
 

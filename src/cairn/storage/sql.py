@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,6 +23,7 @@ from cairn.storage.base import (
 __all__ = [
     "EVENT_COLUMNS",
     "SOURCE_COLUMNS",
+    "Params",
     "SQLStorage",
     "event_filters",
     "event_listing",
@@ -29,6 +31,9 @@ __all__ = [
     "source_from_row",
     "statements",
 ]
+
+# Positional (`?` / `%s`) or named (`:name` / `%(name)s`) query parameters.
+Params = Sequence[Any] | Mapping[str, Any]
 
 SOURCE_COLUMNS = (
     "id, workspace_id, name, write_key, enabled, created_ms, identity_secret, require_user_hash"
@@ -60,9 +65,26 @@ def event_filters(workspace_id: int, query: EventQuery, mark: str) -> tuple[str,
 
 
 def statements(script: str) -> list[str]:
-    """The statements of a migration script (`;`-separated, `--` comments dropped)."""
+    """The statements of a migration script: `;`-separated, `--` comment lines dropped, and
+    dollar-quoted bodies (`$fn$ ... $fn$`, PostgreSQL functions) kept whole."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    text = "\n".join(lines)
+    found: list[str] = []
+    start = position = 0
+    while position < len(text):
+        if text[position] == "$" and (tag := _DOLLAR.match(text, position)):
+            end = text.find(tag.group(0), tag.end())
+            position = len(text) if end < 0 else end + len(tag.group(0))
+            continue
+        if text[position] == ";":
+            found.append(text[start:position])
+            start = position + 1
+        position += 1
+    found.append(text[start:])
+    return [s.strip() for s in found if s.strip()]
+
+
+_DOLLAR = re.compile(r"\$[A-Za-z_]*\$")
 
 
 def log_page(after_seq: int, limit: int, mark: str) -> tuple[str, list[Any]]:
@@ -100,7 +122,7 @@ class SQLStorage(Storage):
     mark: str
 
     @abstractmethod
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def _rows(self, sql: str, params: Params = ()) -> list[Any]: ...
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Any]:
@@ -110,7 +132,7 @@ class SQLStorage(Storage):
         return text.replace("{p}", self.mark)
 
     # For the derived-state stores (`cairn.storage.people`), which keep their own SQL.
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def rows(self, sql: str, params: Params = ()) -> list[Any]:
         return self._rows(sql, params)
 
     def transaction(self) -> AbstractContextManager[Any]:

@@ -25,7 +25,7 @@ from cairn.storage.base import (
     Workspace,
     migration_scripts,
 )
-from cairn.storage.sql import SQLStorage, statements
+from cairn.storage.sql import Params, SQLStorage, statements
 
 __all__ = ["SQLiteStorage"]
 
@@ -108,6 +108,10 @@ class SQLiteStorage(SQLStorage):
             # short, so commits (and their latency) never carry a checkpoint.
             conn.execute("PRAGMA wal_autocheckpoint=16384")
             conn.execute("PRAGMA journal_size_limit=67108864")
+            # The finder's SQL calls back into Python for times and event property filters.
+            from cairn.finder.functions import register
+
+            register(conn)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -124,7 +128,7 @@ class SQLiteStorage(SQLStorage):
             raise
         conn.execute("COMMIT")
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, sql: str, params: Params = ()) -> list[Any]:
         return self._connection().execute(sql, params).fetchall()
 
     def _start_checkpointer(self) -> None:
