@@ -13,6 +13,7 @@ from litestar.response import Redirect
 
 from cairn import __version__
 from cairn.ingest.collector import Collector
+from cairn.finder.segments import SegmentEngine
 from cairn.log.writer import LogWriter
 from cairn.pipeline.runner import Pipeline, Runner
 from cairn.settings import Settings
@@ -22,6 +23,7 @@ from cairn.web.api import api_router
 from cairn.web.collector import collector_routes
 from cairn.web.cors import CollectorCORS, add_cors_headers
 from cairn.web.errors import EXCEPTION_HANDLERS
+from cairn.web.finder import finder_router
 from cairn.web.pages import page_routes
 from cairn.web.people import metrics_route, people_router
 from cairn.workspaces import SourceCache
@@ -64,7 +66,8 @@ def open_runtime(settings: Settings) -> Runtime:
     )
     sources = SourceCache(storage, ttl=settings.source_cache_seconds)
     pipeline = Pipeline.from_settings(storage, settings)
-    runner = Runner(pipeline) if settings.pipeline else None
+    engine = SegmentEngine(pipeline.store)
+    runner = Runner(pipeline, followers=[engine]) if settings.pipeline else None
     collector = Collector(writer, sources, settings)
     return Runtime(settings, storage, writer, collector, pipeline, runner)
 
@@ -94,6 +97,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             *collector_routes(rt.collector, settings),
             api_router(rt.storage, rt.writer),
             people_router(rt.storage, rt.pipeline, rt.runner),
+            finder_router(rt.pipeline.storage, rt.runner),
             metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),
             health,

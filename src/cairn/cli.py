@@ -353,8 +353,11 @@ def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float
 
     from cairn.pipeline.runner import Runner
 
+    from cairn.finder.segments import SegmentEngine
+
     pipeline = _pipeline(data_dir, database_url)
-    runner = Runner(pipeline, lease_seconds=lease_seconds)
+    engine = SegmentEngine(pipeline.store)
+    runner = Runner(pipeline, lease_seconds=lease_seconds, followers=[engine])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"cairn worker {runner.holder}: following the log", err=False)

@@ -63,6 +63,12 @@ def unmerge(store: PeopleStore, workspace_id: int, person_id: int, merge_id: str
             )
         recompute(store, tx, root)
         recompute(store, tx, merged_id)
+        for pid in {root, merged_id} | subtree:
+            tx.run(
+                "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms",
+                (pid, workspace_id, now),
+            )
         store.bump(tx)
     return {"merge_id": merge_id, "person_id": root, "restored_person_id": merged_id}
 

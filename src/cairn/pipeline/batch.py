@@ -360,6 +360,12 @@ class Batch:
                 self.account_events,
             )
             write_dead_letters(tx, self.dead_letters, self.now)
+            # for the segment engine (and later consumers of person changes)
+            tx.many(
+                "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms",
+                [(p.id, p.workspace_id, self.now) for p in self.persons.values() if p.dirty],
+            )
 
 
 def _member_rows(batch: Batch) -> list[tuple[int, str, int, int]]:

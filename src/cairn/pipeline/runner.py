@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -331,6 +332,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} ({where})"
 
 
+class Follower(Protocol):
+    def step(self) -> bool:
+        """Do a slice of work; True if there was any."""
+
+    def next_due_ms(self) -> int | None:
+        """When time alone next gives work (epoch ms), if ever."""
+
+
 class Runner:
     """`Pipeline.run_batch` in a loop on a thread, holding the lease; woken by the log writer."""
 
@@ -341,6 +350,7 @@ class Runner:
         lease_seconds: float = 10.0,
         idle_seconds: float = 0.2,
         holder: str | None = None,
+        followers: Sequence[Follower] = (),
     ) -> None:
         self.pipeline = pipeline
         self.lease_seconds = lease_seconds
@@ -351,9 +361,20 @@ class Runner:
         self._thread: threading.Thread | None = None
         self.holding = False
         self.errors = 0
+        # Work that follows the pipeline in its thread, under its lease (the segment engine).
+        self.followers: list[Follower] = list(followers)
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _idle(self) -> float:
+        """How long to sleep with nothing to do: until a follower's next timer, at most idle."""
+        wait = self.idle_seconds
+        for follower in self.followers:
+            due = follower.next_due_ms()
+            if due is not None:
+                wait = min(wait, max((due - now_ms()) / 1000, 0.0))
+        return wait
 
     def start(self) -> None:
         if self._thread is None:
@@ -380,13 +401,15 @@ class Runner:
                     continue
                 try:
                     done = self.pipeline.run_batch()
+                    for follower in self.followers:
+                        done += int(follower.step())
                 except Exception:
                     self.errors += 1
                     log.exception("pipeline batch failed; retrying")
                     self._stop.wait(1.0)
                     continue
                 if done == 0:
-                    self._wake.wait(self.idle_seconds)
+                    self._wake.wait(self._idle())
                     self._wake.clear()
         finally:
             if self.holding:

@@ -1,0 +1,531 @@
+"""Saved segments whose membership is kept live.
+
+- Definitions: `Segments` (create, update, delete, list, members).
+- `SegmentEngine.step()` runs beside the pipeline (in its thread, under its lease) and does three
+  kinds of work, each in small slices so the pipeline never waits long:
+  1. persons the pipeline changed (`dirty_persons`, written in the pipeline's own transaction) are
+     re-evaluated against every segment of their workspace;
+  2. due timers: a window passing can change membership with no event arriving, and the evaluator
+     says when (`segment_timers`), so those persons are re-evaluated then;
+  3. backfill: a new or changed segment is evaluated over every person, in pages, with progress.
+- Entering and leaving are written to the person's timeline (`entered_segment`, `left_segment`) and
+  published as signals (`signals`) that automations consume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from cairn.errors import Conflict, NotFound
+from cairn.finder.evaluate import PersonData, evaluate, segment_names
+from cairn.finder.tree import Condition, Did, from_json, to_json
+from cairn.ingest.timestamps import format_ms, now_ms
+from cairn.storage.people import PeopleStore, Tx, decode_json
+
+__all__ = ["Segment", "SegmentEngine", "Segments", "load_people"]
+
+log = logging.getLogger(__name__)
+_decode = msgspec.json.decode
+MAX_SEGMENTS = 500
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    workspace_id: int
+    name: str
+    condition: Condition
+    text: str
+    version: int
+    backfill_state: str
+    backfill_done: int
+    backfill_total: int
+    backfill_after: int
+    created_ms: int
+    updated_ms: int
+
+    def json(self, members: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "query": self.text,
+            "condition": to_json(self.condition),
+            "version": self.version,
+            "backfill": {
+                "state": self.backfill_state,
+                "done": self.backfill_done,
+                "total": self.backfill_total,
+            },
+            "created_at": format_ms(self.created_ms),
+            "updated_at": format_ms(self.updated_ms),
+        }
+        if members is not None:
+            body["members"] = members
+        return body
+
+
+_COLUMNS = (
+    "id, workspace_id, name, condition, text, version, backfill_state, backfill_done, "
+    "backfill_total, backfill_after, created_ms, updated_ms"
+)
+
+
+def _segment(row: Any) -> Segment:
+    (sid, ws, name, condition, text, version, state, done, total, after, created,
+     updated) = row  # fmt: skip
+    return Segment(sid, ws, name, from_json(decode_json(condition)), text, version, state, done,
+                   total, after, created, updated)  # fmt: skip
+
+
+class Segments:
+    """Segment definitions of a database."""
+
+    def __init__(self, store: PeopleStore) -> None:
+        self.store = store
+
+    def list(self, workspace_id: int) -> list[Segment]:
+        rows = self.store.rows(
+            f"SELECT {_COLUMNS} FROM segments WHERE workspace_id = ? ORDER BY id", (workspace_id,)
+        )
+        return [_segment(row) for row in rows]
+
+    def get(self, workspace_id: int, segment_id: int) -> Segment:
+        rows = self.store.rows(
+            f"SELECT {_COLUMNS} FROM segments WHERE workspace_id = ? AND id = ?",
+            (workspace_id, segment_id),
+        )
+        if not rows:
+            raise NotFound(f"no segment {segment_id}")
+        return _segment(rows[0])
+
+    def member_count(self, segment_id: int) -> int:
+        rows = self.store.rows(
+            "SELECT count(*) FROM segment_members WHERE segment_id = ?", (segment_id,)
+        )
+        return int(rows[0][0])
+
+    def _check(self, workspace_id: int, name: str, condition: Condition, own: int | None) -> None:
+        existing = {s.name: s for s in self.list(workspace_id)}
+        if own is None and len(existing) >= MAX_SEGMENTS:
+            raise Conflict(f"a workspace has at most {MAX_SEGMENTS} segments")
+        graph = {s.name: segment_names(s.condition) for s in existing.values() if s.id != own}
+        graph[name] = segment_names(condition)
+        for ref in graph[name]:
+            if ref not in graph:
+                raise NotFound(f'the condition refers to segment "{ref}", which does not exist')
+        # no cycles: walk from the new definition
+        stack, seen = [(name, 0)], set()
+        while stack:
+            current, depth = stack.pop()
+            if depth > 16:
+                raise Conflict("segments refer to each other more than 16 levels deep")
+            for ref in graph.get(current, ()):
+                if ref == name:
+                    raise Conflict(f'segment "{name}" would contain itself (through "{current}")')
+                if (ref, depth) not in seen:
+                    seen.add((ref, depth))
+                    stack.append((ref, depth + 1))
+
+    def create(self, workspace_id: int, name: str, condition: Condition, text: str) -> Segment:
+        name = _clean_name(name)
+        self._check(workspace_id, name, condition, None)
+        now = now_ms()
+        try:
+            with self.store.tx() as tx:
+                rows = tx.all(
+                    "INSERT INTO segments (workspace_id, name, condition, text, created_ms, "
+                    f"updated_ms) VALUES (?, ?, {{j}}, ?, ?, ?) RETURNING {_COLUMNS}",
+                    (workspace_id, name, self.store.json(to_json(condition)), text, now, now),
+                )
+        except Exception as exc:
+            if _unique_violation(exc):
+                raise Conflict(f'a segment named "{name}" already exists') from None
+            raise
+        return _segment(rows[0])
+
+    def update(
+        self,
+        workspace_id: int,
+        segment_id: int,
+        *,
+        name: str | None,
+        condition: Condition | None,
+        text: str | None,
+    ) -> Segment:
+        current = self.get(workspace_id, segment_id)
+        new_name = _clean_name(name) if name is not None else current.name
+        new_condition = condition if condition is not None else current.condition
+        self._check(workspace_id, new_name, new_condition, segment_id)
+        if new_name != current.name and self._referenced(workspace_id, current.name):
+            raise Conflict(f'other segments refer to "{current.name}": it cannot be renamed')
+        changed = condition is not None and to_json(condition) != to_json(current.condition)
+        try:
+            with self.store.tx() as tx:
+                tx.run(
+                    "UPDATE segments SET name = ?, condition = {j}, text = ?, updated_ms = ?, "
+                    "version = version + ?, backfill_state = CASE WHEN ? = 1 THEN 'pending' "
+                    "ELSE backfill_state END, backfill_after = CASE WHEN ? = 1 THEN 0 "
+                    "ELSE backfill_after END, backfill_done = CASE WHEN ? = 1 THEN 0 "
+                    "ELSE backfill_done END WHERE id = ?",
+                    (new_name, self.store.json(to_json(new_condition)),
+                     text if text is not None else current.text, now_ms(), int(changed),
+                     int(changed), int(changed), int(changed), segment_id),
+                )  # fmt: skip
+        except Exception as exc:
+            if _unique_violation(exc):
+                raise Conflict(f'a segment named "{new_name}" already exists') from None
+            raise
+        return self.get(workspace_id, segment_id)
+
+    def _referenced(self, workspace_id: int, name: str) -> bool:
+        return any(name in segment_names(s.condition) for s in self.list(workspace_id))
+
+    def delete(self, workspace_id: int, segment_id: int) -> None:
+        segment = self.get(workspace_id, segment_id)
+        users = [
+            s.name for s in self.list(workspace_id) if segment.name in segment_names(s.condition)
+        ]
+        if users:
+            raise Conflict(f'segment "{users[0]}" refers to "{segment.name}": delete that first')
+        with self.store.tx() as tx:
+            for table in ("segment_members", "segment_timers"):
+                tx.run(f"DELETE FROM {table} WHERE segment_id = ?", (segment_id,))
+            tx.run("DELETE FROM segments WHERE id = ?", (segment_id,))
+
+    def members(
+        self, workspace_id: int, segment_id: int, *, limit: int, cursor: str | None
+    ) -> dict[str, Any]:
+        self.get(workspace_id, segment_id)
+        after = 0
+        if cursor:
+            if not cursor.isdigit():
+                from cairn.errors import BadRequest
+
+                raise BadRequest(f"invalid cursor {cursor!r}", code="invalid_cursor")
+            after = int(cursor)
+        rows = self.store.rows(
+            "SELECT m.person_id, m.entered_ms, p.traits, p.last_seen_ms FROM segment_members m "
+            "JOIN persons p ON p.id = m.person_id WHERE m.segment_id = ? AND m.person_id > ? "
+            "ORDER BY m.person_id LIMIT ?",
+            (segment_id, after, limit),
+        )
+        data = [
+            {"id": pid, "entered_at": format_ms(entered), "traits": decode_json(traits),
+             "last_seen": format_ms(last) if last else None}
+            for pid, entered, traits, last in rows
+        ]  # fmt: skip
+        next_cursor = str(rows[-1][0]) if len(rows) == limit else None
+        return {"data": data, "next_cursor": next_cursor, "total": self.member_count(segment_id)}
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise Conflict("a segment name is 1 to 200 characters", code="invalid_name")
+    return name
+
+
+def _unique_violation(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "unique" in text or "duplicate key" in text
+
+
+# loading what conditions look at ---------------------------------------------------------------
+def load_people(
+    store: PeopleStore,
+    person_ids: Sequence[int],
+    conditions: Iterable[Condition],
+    now: int,
+) -> dict[int, PersonData | None]:
+    """PersonData for each id (None for a person merged into another, or gone)."""
+    conditions = list(conditions)
+    out: dict[int, PersonData | None] = {pid: None for pid in person_ids}
+    if not person_ids:
+        return out
+    ids = list(person_ids)
+    marks = ",".join("?" * len(ids))
+    for pid, traits, first, last, merged in store.rows(
+        f"SELECT id, traits, first_seen_ms, last_seen_ms, merged_into FROM persons "
+        f"WHERE id IN ({marks})",
+        ids,
+    ):
+        if merged is None:
+            out[pid] = PersonData(decode_json(traits), first or None, last or None)
+    live = {pid: data for pid, data in out.items() if data is not None}
+    if not live:
+        return out
+    marks = ",".join("?" * len(live))
+    for pid, traits in store.rows(
+        "SELECT m.person_id, a.traits FROM account_members m JOIN accounts a "
+        "ON a.workspace_id = m.workspace_id AND a.group_id = m.group_id "
+        f"WHERE m.person_id IN ({marks})",
+        list(live),
+    ):
+        live[pid].account_traits.append(decode_json(traits))
+    names: dict[str, tuple[bool, int | None]] = {}  # name -> (needs properties, since)
+    for cond in conditions:
+        for did in _dids(cond):
+            props, since = names.get(did.event, (False, now))
+            start = did.window.bounds(now)[0]
+            since = None if since is None or start is None else min(since, start)
+            names[did.event] = (props or did.where is not None, since)
+    for name, (props, since) in names.items():
+        body = ", e.body" if props else ""
+        join = " JOIN events e ON e.seq = x.seq" if props else ""
+        clause = " AND x.timestamp_ms >= ?" if since is not None else ""
+        params: list[Any] = [*live, name] + ([since] if since is not None else [])
+        for row in store.rows(
+            f"SELECT x.person_id, x.timestamp_ms{body} FROM person_events x{join} "
+            f"WHERE x.person_id IN ({marks}) AND x.event = ? AND x.type = 'track'{clause}",
+            params,
+        ):
+            properties: dict[str, Any] = {}
+            if props:
+                message = _decode(row[2])
+                found = message.get("properties") if isinstance(message, dict) else None
+                properties = found if isinstance(found, dict) else {}
+            live[row[0]].events.setdefault(name, []).append((row[1], properties))
+    if any(segment_names(c) for c in conditions):
+        for pid, name in store.rows(
+            "SELECT m.person_id, s.name FROM segment_members m JOIN segments s "
+            f"ON s.id = m.segment_id WHERE m.person_id IN ({marks})",
+            list(live),
+        ):
+            live[pid].segments.add(name)
+    return out
+
+
+def _dids(cond: Condition) -> list[Did]:
+    from cairn.finder.tree import All, AnyOf, Not
+
+    if isinstance(cond, All | AnyOf):
+        return [d for c in cond.items for d in _dids(c)]
+    if isinstance(cond, Not):
+        return _dids(cond.item)
+    return [cond] if isinstance(cond, Did) else []
+
+
+# the engine -------------------------------------------------------------------------------------
+class SegmentEngine:
+    """Keeps memberships live; `step()` does a slice of work and says whether there was any."""
+
+    def __init__(self, store: PeopleStore) -> None:
+        self.store = store
+        self.segments = Segments(store)
+        self.evaluations = 0
+        self.changes = 0
+
+    def step(self) -> bool:
+        worked = self._dirty()
+        worked = self._timers() or worked
+        return self._backfill() or worked
+
+    def next_due_ms(self) -> int | None:
+        rows = self.store.rows("SELECT min(due_ms) FROM segment_timers")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # the three kinds of work ----------------------------------------------------------------
+    def _dirty(self) -> bool:
+        rows = self.store.rows(
+            "SELECT person_id, workspace_id, at_ms FROM dirty_persons ORDER BY at_ms LIMIT ?",
+            (PAGE,),
+        )
+        if not rows:
+            return False
+        by_workspace: dict[int, list[int]] = {}
+        for pid, ws, _ in rows:
+            by_workspace.setdefault(ws, []).append(pid)
+        with self.store.tx() as tx:
+            for ws, pids in by_workspace.items():
+                segments = self.segments.list(ws)
+                if segments:
+                    self._evaluate(tx, segments, pids, full=True)
+            tx.many(
+                "DELETE FROM dirty_persons WHERE person_id = ? AND at_ms <= ?",
+                [(pid, at) for pid, _, at in rows],
+            )
+        return True
+
+    def _timers(self) -> bool:
+        now = now_ms()
+        rows = self.store.rows(
+            "SELECT t.segment_id, t.person_id, s.workspace_id FROM segment_timers t "
+            "JOIN segments s ON s.id = t.segment_id WHERE t.due_ms <= ? ORDER BY t.due_ms LIMIT ?",
+            (now, PAGE),
+        )
+        if not rows:
+            return False
+        by_segment: dict[tuple[int, int], list[int]] = {}
+        for sid, pid, ws in rows:
+            by_segment.setdefault((ws, sid), []).append(pid)
+        with self.store.tx() as tx:
+            for (ws, sid), pids in by_segment.items():
+                segments = self.segments.list(ws)
+                chosen = _with_dependents(segments, sid)
+                self._evaluate(tx, chosen, pids, full=False, all_segments=segments)
+        return True
+
+    def _backfill(self) -> bool:
+        rows = self.store.rows(
+            f"SELECT {_COLUMNS} FROM segments WHERE backfill_state IN ('pending', 'running') "
+            "ORDER BY id LIMIT 1"
+        )
+        if not rows:
+            return False
+        segment = _segment(rows[0])
+        ws = segment.workspace_id
+        if segment.backfill_state == "pending":
+            total = self.store.rows(
+                "SELECT count(*) FROM persons WHERE workspace_id = ? AND merged_into IS NULL",
+                (ws,),
+            )[0][0]
+            with self.store.tx() as tx:
+                tx.run(
+                    "UPDATE segments SET backfill_state = 'running', backfill_total = ?, "
+                    "backfill_done = 0, backfill_after = 0 WHERE id = ? AND version = ?",
+                    (total, segment.id, segment.version),
+                )
+            return True
+        pids = [
+            row[0]
+            for row in self.store.rows(
+                "SELECT id FROM persons WHERE workspace_id = ? AND id > ? AND merged_into IS NULL "
+                "ORDER BY id LIMIT ?",
+                (ws, segment.backfill_after, PAGE),
+            )
+        ]
+        # Members from before a redefinition who are no longer persons are dropped at the end.
+        with self.store.tx() as tx:
+            if pids:
+                segments = self.segments.list(ws)
+                chosen = _with_dependents(segments, segment.id)
+                self._evaluate(tx, chosen, pids, full=False, all_segments=segments)
+                tx.run(
+                    "UPDATE segments SET backfill_after = ?, backfill_done = backfill_done + ? "
+                    "WHERE id = ? AND version = ?",
+                    (pids[-1], len(pids), segment.id, segment.version),
+                )
+            else:
+                tx.run(
+                    "UPDATE segments SET backfill_state = 'done' WHERE id = ? AND version = ?",
+                    (segment.id, segment.version),
+                )
+        return True
+
+    # evaluation -------------------------------------------------------------------------------
+    def _evaluate(
+        self,
+        tx: Tx,
+        segments: list[Segment],
+        pids: list[int],
+        *,
+        full: bool,
+        all_segments: list[Segment] | None = None,
+    ) -> None:
+        """Re-evaluate `segments` for `pids` and write what changed. With `full`, segments that
+        refer to others are evaluated after them (in order of their references)."""
+        now = now_ms()
+        ordered = _by_references(segments)
+        people = load_people(self.store, pids, [s.condition for s in ordered], now)
+        names = {s.id: s.name for s in all_segments or segments}
+        marks = ",".join("?" * len(pids))
+        current: dict[tuple[int, int], int] = {
+            (sid, pid): entered
+            for sid, pid, entered in tx.all(
+                f"SELECT segment_id, person_id, entered_ms FROM segment_members "
+                f"WHERE person_id IN ({marks})",
+                pids,
+            )
+        }
+        for pid, data in people.items():
+            if data is not None:
+                data.segments = {names[sid] for (sid, p) in current if p == pid and sid in names}
+        for segment in ordered:
+            for pid in pids:
+                data = people[pid]
+                member, due = (
+                    (False, None) if data is None else evaluate(segment.condition, data, now)
+                )
+                self.evaluations += 1
+                was = (segment.id, pid) in current
+                if member != was:
+                    self._change(tx, segment, pid, member, now)
+                    if data is not None:
+                        (data.segments.add if member else data.segments.discard)(segment.name)
+                if due is not None and data is not None:
+                    tx.run(
+                        "INSERT INTO segment_timers (segment_id, person_id, due_ms) "
+                        "VALUES (?, ?, ?) ON CONFLICT (segment_id, person_id) DO UPDATE "
+                        "SET due_ms = excluded.due_ms",
+                        (segment.id, pid, due),
+                    )
+                else:
+                    tx.run(
+                        "DELETE FROM segment_timers WHERE segment_id = ? AND person_id = ?",
+                        (segment.id, pid),
+                    )
+
+    def _change(self, tx: Tx, segment: Segment, pid: int, member: bool, now: int) -> None:
+        self.changes += 1
+        if member:
+            tx.run(
+                "INSERT INTO segment_members (segment_id, person_id, entered_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (segment.id, pid, now),
+            )
+        else:
+            tx.run(
+                "DELETE FROM segment_members WHERE segment_id = ? AND person_id = ?",
+                (segment.id, pid),
+            )
+        kind = "entered_segment" if member else "left_segment"
+        data = self.store.json({"segment_id": segment.id, "name": segment.name})
+        tx.run(
+            "INSERT INTO person_history (workspace_id, person_id, identifier_id, seq, at_ms, kind, "
+            "data) VALUES (?, ?, NULL, NULL, ?, ?, {j})",
+            (segment.workspace_id, pid, now, kind, data),
+        )
+        tx.run(
+            "INSERT INTO signals (workspace_id, kind, segment_id, person_id, at_ms, data) "
+            "VALUES (?, ?, ?, ?, ?, {j})",
+            (segment.workspace_id, kind, segment.id, pid, now, data),
+        )
+
+
+def _with_dependents(segments: list[Segment], segment_id: int) -> list[Segment]:
+    """The segment and every segment that refers to it, directly or not."""
+    chosen = {s.name for s in segments if s.id == segment_id}
+    grew = True
+    while grew:
+        grew = False
+        for s in segments:
+            if s.name not in chosen and segment_names(s.condition) & chosen:
+                chosen.add(s.name)
+                grew = True
+    return [s for s in segments if s.name in chosen]
+
+
+def _by_references(segments: list[Segment]) -> list[Segment]:
+    """Segments ordered so that every segment comes after those it refers to."""
+    by_name = {s.name: s for s in segments}
+    done: list[Segment] = []
+    seen: set[str] = set()
+
+    def visit(segment: Segment, depth: int) -> None:
+        if segment.name in seen or depth > 32:
+            return
+        seen.add(segment.name)
+        for ref in sorted(segment_names(segment.condition)):
+            if ref in by_name:
+                visit(by_name[ref], depth + 1)
+        done.append(segment)
+
+    for segment in segments:
+        visit(segment, 0)
+    return done
