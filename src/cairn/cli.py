@@ -351,9 +351,8 @@ def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float
     import signal
     import threading
 
-    from cairn.pipeline.runner import Runner
-
     from cairn.finder.segments import SegmentEngine
+    from cairn.pipeline.runner import Runner
 
     pipeline = _pipeline(data_dir, database_url)
     engine = SegmentEngine(pipeline.store)
@@ -438,6 +437,63 @@ def pipeline_rewind(position: int, data_dir: Path | None, database_url: str | No
     try:
         pipeline.store.rewind(position)
         click.echo(f"pipeline cursor set to {max(position, 0)}")
+    finally:
+        pipeline.storage.close()
+
+
+@main.command()
+@click.argument("query")
+@_workspace
+@_data_dir
+@_database_url
+@click.option("--csv", "as_csv", is_flag=True, help="Every match as CSV.")
+@click.option("--explain", is_flag=True, help="Show the SQL and its parameters, run nothing.")
+@click.option("--accounts", is_flag=True, help="Find accounts instead of people.")
+@click.option("--limit", default=50, show_default=True, help="Matches to list (without --csv).")
+@_as_json
+def find(
+    query: str,
+    workspace: str,
+    data_dir: Path | None,
+    database_url: str | None,
+    as_csv: bool,
+    explain: bool,
+    accounts: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Find people (or accounts) matching QUERY, the finder's text form (docs/finder.md), e.g.
+
+    cairn find 'plan = "pro" and did "Order Completed" at least 3 times in last 30 days'
+    """
+    from cairn.errors import CairnError
+    from cairn.finder.search import Search
+    from cairn.finder.text import parse
+
+    pipeline = _pipeline(data_dir, database_url)
+    try:
+        ws = resolve_workspace(pipeline.storage, workspace)
+        search = Search(pipeline.storage, ws.id, parse(query), accounts=accounts)
+        if explain:
+            plan = search.explain()
+            click.echo(plan["sql"])
+            click.echo(json.dumps(plan["params"], ensure_ascii=False, default=str))
+            return
+        if as_csv:
+            for chunk in search.csv():
+                click.echo(chunk, nl=False)
+            return
+        page = search.page(max(1, min(limit, 1000)))
+        if as_json:
+            _echo_json(page)
+            return
+        key = "group_id" if accounts else "id"
+        for item in page["data"]:
+            traits = json.dumps(item["traits"], ensure_ascii=False)
+            click.echo(f"{item[key]}  last seen {item['last_seen']}  {traits}")
+        click.echo(f"{page['total']} match{'es' if page['total'] != 1 else ''}", err=True)
+    except CairnError as exc:
+        _fail(exc.message)
     finally:
         pipeline.storage.close()
 
