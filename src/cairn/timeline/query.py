@@ -21,7 +21,15 @@ from cairn.storage.people import PeopleStore, decode_json
 
 __all__ = ["HISTORY_KINDS", "TimelineQuery", "account_timeline", "person_timeline"]
 
-HISTORY_KINDS = ("trait_changed", "joined_account", "merged", "merged_into", "unmerged")
+HISTORY_KINDS = (
+    "trait_changed",
+    "joined_account",
+    "merged",
+    "merged_into",
+    "unmerged",
+    "entered_segment",
+    "left_segment",
+)
 _EVENT, _HISTORY = 1, 0
 _decode = msgspec.json.decode
 

@@ -48,6 +48,15 @@ class SegmentPatch(msgspec.Struct, forbid_unknown_fields=True):
     condition: dict[str, Any] | None = None
 
 
+class _CSV(Stream):
+    """A streamed CSV answer from a handler whose other answers are JSON (Litestar would otherwise
+    label the stream with the handler's JSON media type)."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
 def _text_of(condition: Condition, query: str | None) -> str:
     from cairn.finder.text import to_text
 
@@ -75,7 +84,7 @@ def finder_router(storage: SQLStorage, runner: Runner | None) -> Router:
             return found.explain()
         if fmt == "csv":
             name = "accounts.csv" if accounts else "people.csv"
-            return Stream(
+            return _CSV(
                 found.csv(),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": f'attachment; filename="{name}"'},
