@@ -12,8 +12,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
 
 from cairn import __version__
-from cairn.ingest.collector import Collector
 from cairn.finder.segments import SegmentEngine
+from cairn.ingest.collector import Collector
 from cairn.log.writer import LogWriter
 from cairn.pipeline.runner import Pipeline, Runner
 from cairn.settings import Settings

@@ -161,7 +161,7 @@ def finder_router(storage: SQLStorage, runner: Runner | None) -> Router:
             update_segment,
             delete_segment,
             members,
-        ],  # fmt: skip
+        ],
         dependencies={"token": Provide(token, sync_to_thread=True)},
         tags=["finder"],
     )
