@@ -76,11 +76,18 @@ _COLUMNS = (
 )
 
 
-def _segment(row: Any) -> Segment:
+def _segment(row: Any, parsed: dict[tuple[int, int], Condition] | None = None) -> Segment:
+    """A segment from its row; `parsed` caches conditions by (id, version) for one database."""
     (sid, ws, name, condition, text, version, state, done, total, after, created,
      updated) = row  # fmt: skip
-    return Segment(sid, ws, name, from_json(decode_json(condition)), text, version, state, done,
-                   total, after, created, updated)  # fmt: skip
+    cache = parsed if parsed is not None else {}
+    read = cache.get((sid, version))
+    if read is None:
+        if len(cache) > 10_000:
+            cache.clear()
+        read = cache[(sid, version)] = from_json(decode_json(condition))
+    return Segment(sid, ws, name, read, text, version, state, done, total, after, created,
+                   updated)  # fmt: skip
 
 
 class Segments:
@@ -88,12 +95,13 @@ class Segments:
 
     def __init__(self, store: PeopleStore) -> None:
         self.store = store
+        self._parsed: dict[tuple[int, int], Condition] = {}  # the engine lists on every step
 
     def list(self, workspace_id: int) -> list[Segment]:
         rows = self.store.rows(
             f"SELECT {_COLUMNS} FROM segments WHERE workspace_id = ? ORDER BY id", (workspace_id,)
         )
-        return [_segment(row) for row in rows]
+        return [_segment(row, self._parsed) for row in rows]
 
     def get(self, workspace_id: int, segment_id: int) -> Segment:
         rows = self.store.rows(
@@ -446,6 +454,18 @@ class SegmentEngine:
         for pid, data in people.items():
             if data is not None:
                 data.segments = {names[sid] for (sid, p) in current if p == pid and sid in names}
+        chosen = {s.id for s in ordered}
+        timers = {
+            (sid, pid): due
+            for sid, pid, due in tx.all(
+                f"SELECT segment_id, person_id, due_ms FROM segment_timers "
+                f"WHERE person_id IN ({marks})",
+                pids,
+            )
+            if sid in chosen
+        }
+        set_timers: list[tuple[int, int, int]] = []
+        drop_timers: list[tuple[int, int]] = []
         for segment in ordered:
             for pid in pids:
                 data = people[pid]
@@ -458,18 +478,18 @@ class SegmentEngine:
                     self._change(tx, segment, pid, member, now)
                     if data is not None:
                         (data.segments.add if member else data.segments.discard)(segment.name)
-                if due is not None and data is not None:
-                    tx.run(
-                        "INSERT INTO segment_timers (segment_id, person_id, due_ms) "
-                        "VALUES (?, ?, ?) ON CONFLICT (segment_id, person_id) DO UPDATE "
-                        "SET due_ms = excluded.due_ms",
-                        (segment.id, pid, due),
-                    )
-                else:
-                    tx.run(
-                        "DELETE FROM segment_timers WHERE segment_id = ? AND person_id = ?",
-                        (segment.id, pid),
-                    )
+                old = timers.get((segment.id, pid))
+                if due != old:
+                    if due is None:
+                        drop_timers.append((segment.id, pid))
+                    else:
+                        set_timers.append((segment.id, pid, due))
+        tx.many(
+            "INSERT INTO segment_timers (segment_id, person_id, due_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (segment_id, person_id) DO UPDATE SET due_ms = excluded.due_ms",
+            set_timers,
+        )
+        tx.many("DELETE FROM segment_timers WHERE segment_id = ? AND person_id = ?", drop_timers)
 
     def _change(self, tx: Tx, segment: Segment, pid: int, member: bool, now: int) -> None:
         self.changes += 1
