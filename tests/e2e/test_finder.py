@@ -123,6 +123,8 @@ def test_bad_searches_answer_400_with_where(
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] in {code, "bad_request", "invalid_body"}
     assert needle in answer.json()["message"]
+    if body.get("query") == 'plan == "pro"':
+        assert answer.json()["position"] == 6  # the second "="
 
 
 def test_live_segment_membership_and_backfill(server: ServerProcess) -> None:

@@ -28,10 +28,14 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response[Any]:
     return Response(
-        {"code": code, "message": message},
+        {"code": code, "message": message, **(extra or {})},
         status_code=status,
         media_type=MediaType.JSON,
         headers=headers,
@@ -45,7 +49,13 @@ def _cairn_error(_: Request[Any, Any, Any], exc: CairnError) -> Response[Any]:
     if isinstance(exc, StorageError):
         log.error("storage error: %s", exc.message)
         return error_response(503, exc.code, exc.message, {"Retry-After": "1"})
-    return error_response(exc.status, exc.code, exc.message, headers)
+    # Errors that know where (a condition's text position, a JSON location) say so.
+    extra = {}
+    if getattr(exc, "position", None) is not None:
+        extra["position"] = exc.position  # type: ignore[attr-defined]
+    if getattr(exc, "at", None):
+        extra["at"] = exc.at  # type: ignore[attr-defined]
+    return error_response(exc.status, exc.code, exc.message, headers, extra)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
