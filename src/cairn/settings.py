@@ -122,6 +122,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Treat `traits.email` of identify calls as an identifier (links and merges persons by "
         "email, lower-cased).",
     ),
+    Setting(
+        "webhook_allow_private_targets",
+        bool,
+        False,
+        "Let automation webhooks call loopback, private and link-local addresses (refused by "
+        "default, redirects included; docs/automations.md).",
+    ),
+    Setting(
+        "webhook_timeout_seconds", float, 10.0, "How long one webhook attempt may take in all."
+    ),
+    Setting(
+        "webhook_retry_horizon_seconds",
+        int,
+        86400,
+        "How long a failing webhook is retried (backoff with jitter) before it goes to the "
+        "dead-letter list.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -149,6 +166,9 @@ class Settings:
     identity_max_identifiers: int = 100
     identity_junk_ids: str = ""
     identity_email: bool = False
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_horizon_seconds: int = 86400
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
