@@ -46,6 +46,9 @@ __all__ = [
     "Deliveries",
     "RefusedTarget",
     "check_target",
+    "get_delivery",
+    "list_deliveries",
+    "replay_delivery",
     "retry_delay",
     "sign",
     "workspace_secret",
@@ -319,52 +322,6 @@ class Deliveries:
             if status != "pending":
                 _wake_run(tx, claimed.id, status, now)
 
-    # operators ------------------------------------------------------------------------------------
-    def list(
-        self, workspace_id: int, *, status: str | None = None, limit: int = 100, after: int = 0
-    ) -> list[dict[str, Any]]:
-        clauses = ["workspace_id = ?", "id > ?"]
-        params: list[Any] = [workspace_id, after]
-        if status is not None:
-            if status not in ("pending", "delivered", "dead"):
-                from cairn.errors import BadRequest
-
-                raise BadRequest("status is pending, delivered or dead", code="invalid_status")
-            clauses.append("status = ?")
-            params.append(status)
-        rows = self.store.rows(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(clauses)} "
-            "ORDER BY id LIMIT ?",
-            (*params, limit),
-        )
-        return [_delivery_json(row) for row in rows]
-
-    def get(self, workspace_id: int, delivery_id: int) -> dict[str, Any]:
-        rows = self.store.rows(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE workspace_id = ? AND id = ?",
-            (workspace_id, delivery_id),
-        )
-        if not rows:
-            raise NotFound(f"no delivery {delivery_id}")
-        found = _delivery_json(rows[0])
-        found["attempts_detail"] = attempts_of(self.store, [delivery_id]).get(delivery_id, [])
-        return found
-
-    def replay(self, workspace_id: int, delivery_id: int) -> dict[str, Any]:
-        """Send a dead delivery again (same body and idempotency key, a fresh retry horizon)."""
-        found = self.get(workspace_id, delivery_id)
-        if found["status"] != "dead":
-            raise Conflict(f"delivery {delivery_id} is {found['status']}, not dead",
-                           code="not_dead")  # fmt: skip
-        now = now_ms()
-        with self.store.tx() as tx:
-            tx.run(
-                "UPDATE webhook_deliveries SET status = 'pending', next_ms = ?, created_ms = ?, "
-                "updated_ms = ? WHERE id = ? AND status = 'dead'",
-                (now, now, now, delivery_id),
-            )
-        return self.get(workspace_id, delivery_id)
-
 
 _DELIVERY_COLUMNS = (
     "id, automation_id, run_id, step, idempotency_key, url, status, attempts, next_ms, "
@@ -416,3 +373,57 @@ def _wake_run(tx: Tx, delivery_id: int, status: str, now: int) -> None:
 def _endpoint(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+
+# operators --------------------------------------------------------------------------------------
+def list_deliveries(
+    store: PeopleStore,
+    workspace_id: int,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    after: int = 0,
+) -> list[dict[str, Any]]:
+    clauses = ["workspace_id = ?", "id > ?"]
+    params: list[Any] = [workspace_id, after]
+    if status is not None:
+        if status not in ("pending", "delivered", "dead"):
+            from cairn.errors import BadRequest
+
+            raise BadRequest("status is pending, delivered or dead", code="invalid_status")
+        clauses.append("status = ?")
+        params.append(status)
+    rows = store.rows(
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(clauses)} "
+        "ORDER BY id LIMIT ?",
+        (*params, limit),
+    )
+    return [_delivery_json(row) for row in rows]
+
+
+def get_delivery(store: PeopleStore, workspace_id: int, delivery_id: int) -> dict[str, Any]:
+    rows = store.rows(
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE workspace_id = ? AND id = ?",
+        (workspace_id, delivery_id),
+    )
+    if not rows:
+        raise NotFound(f"no delivery {delivery_id}")
+    found = _delivery_json(rows[0])
+    found["attempts_detail"] = attempts_of(store, [delivery_id]).get(delivery_id, [])
+    return found
+
+
+def replay_delivery(store: PeopleStore, workspace_id: int, delivery_id: int) -> dict[str, Any]:
+    """Send a dead delivery again (same body and idempotency key, a fresh retry horizon)."""
+    found = get_delivery(store, workspace_id, delivery_id)
+    if found["status"] != "dead":
+        raise Conflict(f"delivery {delivery_id} is {found['status']}, not dead",
+                       code="not_dead")  # fmt: skip
+    now = now_ms()
+    with store.tx() as tx:
+        tx.run(
+            "UPDATE webhook_deliveries SET status = 'pending', next_ms = ?, created_ms = ?, "
+            "updated_ms = ? WHERE id = ? AND status = 'dead'",
+            (now, now, now, delivery_id),
+        )
+    return get_delivery(store, workspace_id, delivery_id)
