@@ -4,7 +4,8 @@ and jitter, parked in a dead-letter list an operator can replay.
 - A delivery is a row (`webhook_deliveries`) written in the same transaction as the run step
   that makes it. `Deliveries.dispatch()` (called from the engine, under the pipeline's lease)
   claims due rows and sends them on a thread pool, so one slow receiver never holds up another:
-  at most `per_endpoint` attempts run against one endpoint (scheme, host, port) at a time and the
+  at most `per_endpoint` attempts run against one endpoint (the URL without its query) at a
+  time and the
   rest of the pool serves the other endpoints.
 - Claiming pushes `next_ms` past the attempt's timeout, so a delivery whose server died between
   sending and recording is sent again after a restart, with the same `Idempotency-Key`.
@@ -371,8 +372,9 @@ def _wake_run(tx: Tx, delivery_id: int, status: str, now: int) -> None:
 
 
 def _endpoint(url: str) -> str:
+    """What the concurrency limit counts by: the URL without its query."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 # operators --------------------------------------------------------------------------------------
