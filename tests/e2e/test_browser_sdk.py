@@ -427,6 +427,44 @@ def test_server_outage_and_a_reload_during_it(
     assert {event["anonymousId"] for event in stored} == {stored[0]["anonymousId"]}
 
 
+def test_a_429_is_retried_after_its_retry_after(
+    browser: Any, site: str, server: ServerProcess
+) -> None:
+    """Cairn says 429 with `Retry-After: 3`, exposed to the script by CORS: cairn.js sends nothing
+    for 3 s, then the same messages again, stored once."""
+    attempts: list[float] = []
+
+    def overloaded_once(route: Any) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) > 1:
+            route.continue_()
+            return
+        headers = {
+            "Retry-After": "3",
+            "Access-Control-Allow-Origin": site,
+            "Access-Control-Expose-Headers": "Retry-After",
+            "Content-Type": "application/json",
+        }
+        route.fulfill(status=429, headers=headers, body='{"code":"overloaded","message":"x"}')
+
+    with visiting(browser, server, page=False) as visitor:
+        visitor.context.route(f"{server.url}/v1/batch", overloaded_once)
+        page = visitor.open(f"{site}/app/pricing")
+        page.evaluate("cairn.track('Report Exported')")
+        page.wait_for_timeout(1500)
+        page.evaluate("cairn.track('Report Shared'); cairn.flush()")  # waits out the 429 too
+        # waiting in the page lets Playwright run the route handler for the next attempt
+        page.wait_for_function("cairn.pending === 0", polling=100, timeout=15_000)
+        (exported, shared) = wait_for_events(server, 2, visitor)
+    assert len(attempts) == 2, attempts
+    assert attempts[1] - attempts[0] >= 3
+    first, second = (body["batch"] for _, body in visitor.batches)
+    assert [m["event"] for m in first] == ["Report Exported"]
+    assert [m["event"] for m in second] == ["Report Exported", "Report Shared"]
+    assert first[0] == second[0]  # the same messageId and timestamp
+    assert (exported["event"], shared["event"]) == ("Report Exported", "Report Shared")
+
+
 @pytest.mark.parametrize("leave", ["link", "close"])
 def test_unload_sends_what_is_queued(
     browser: Any, site: str, server: ServerProcess, leave: str
