@@ -83,7 +83,10 @@ def _cond(cond: Condition, ctx: _Ctx) -> str:
     if isinstance(cond, AnyOf):
         return "(" + " OR ".join(_cond(c, ctx) for c in cond.items) + ")"
     if isinstance(cond, Not):
-        return f"(NOT coalesce({_cond(cond.item, ctx)}, false))"
+        inner = cond.item
+        if isinstance(inner, Not):  # not not x: x (and one level less for SQLite's parser)
+            return _cond(inner.item, ctx)
+        return f"NOT {_cond(inner, ctx)}"
     if isinstance(cond, InSegment):
         if ctx.accounts:
             raise ConditionError("accounts are not in segments: `in segment` is for people")
@@ -93,7 +96,8 @@ def _cond(cond: Condition, ctx: _Ctx) -> str:
             "AND sm.person_id = p.id)"
         )
     if isinstance(cond, Predicate):
-        return _predicate(cond, ctx)
+        # Tests can be NULL in SQL (a missing value); `not` needs them true or false.
+        return f"coalesce({_predicate(cond, ctx)}, false)"
     return _did(cond, ctx)
 
 
@@ -133,10 +137,13 @@ def _profile(column: str, pred: Predicate, ctx: _Ctx) -> str:
 def _on_json(document: str, pred: Predicate, ctx: _Ctx) -> str:
     """A trait test on the JSON column `document` at the predicate's path (objects only)."""
     if ctx.dialect == "postgres":
-        value = f"({document} #> {ctx.p(list(pred.path))}::text[])"
+        # `->` with a text key steps into objects only (`#>` would read "0" as a list index).
+        value = document
+        for key in pred.path:
+            value = f"({value} -> {ctx.p(key)}::text)"
         return _pg_scalar(value, pred, ctx)
-    if any('"' in key for key in pred.path):
-        # SQLite's JSON paths cannot quote a double quote: read the value in Python instead.
+    if any(not _plain(key) for key in pred.path):
+        # SQLite's JSON paths cannot quote these characters: read the value in Python instead.
         path = _encode(list(pred.path)).decode()
         kind = f"cairn_type({document}, {ctx.p(path)})"
         value = f"cairn_value({document}, {ctx.p(path)})"
@@ -145,6 +152,11 @@ def _on_json(document: str, pred: Predicate, ctx: _Ctx) -> str:
         kind = f"json_type({document}, {ctx.p(path)})"
         value = f"json_extract({document}, {ctx.p(path)})"
     return _sqlite_scalar(kind, value, pred, ctx)
+
+
+def _plain(key: str) -> bool:
+    """Can SQLite's quoted JSON path label hold the key?"""
+    return not ('"' in key or "\\" in key or any(ord(c) < 32 for c in key))
 
 
 def _negated(positive: str) -> str:
@@ -163,7 +175,18 @@ def _sqlite_scalar(kind: str, value: str, pred: Predicate, ctx: _Ctx) -> str:
     if op == "=":
         return _sqlite_equal(kind, value, expected, ctx)
     if op == "in":
-        return "(" + " OR ".join(_sqlite_equal(kind, value, v, ctx) for v in expected) + ")"
+        # One IN list per type (a chain of ORs would overflow SQLite's expression depth).
+        texts = [v for v in expected if isinstance(v, str)]
+        numbers = [v for v in expected if _is_number(v)]
+        flags = sorted({v for v in expected if isinstance(v, bool)})
+        parts = [_sqlite_equal(kind, value, v, ctx) for v in flags]
+        if texts:
+            marks = ", ".join(ctx.p(v) for v in texts)
+            parts.append(f"({kind} = 'text' AND {value} IN ({marks}))")
+        if numbers:
+            marks = ", ".join(ctx.p(v) for v in numbers)
+            parts.append(f"({kind} IN ('integer', 'real') AND {value} IN ({marks}))")
+        return "(" + (" OR ".join(parts) or "1 = 0") + ")"
     if op in ("contains", "starts_with", "ends_with"):
         needle = ascii_lower(expected)
         if needle == "":
@@ -307,9 +330,7 @@ def _pg_where(where: Condition, ctx: _Ctx) -> str:
     assert isinstance(where, Predicate)
     # Every value at the path, lists stepped into (jsonpath's lax mode) and unwrapped once.
     path = "$.properties" + "".join("." + _encode(key).decode() for key in where.path) + "[*]"
-    values = (
-        f"jsonb_path_query(convert_from(e.body, 'UTF8')::jsonb, {ctx.p(path)}::jsonpath) AS v(x)"
-    )
+    values = f"jsonb_path_query(cairn_jsonb(e.body), {ctx.p(path)}::jsonpath) AS v(x)"
     nonnull = "jsonb_typeof(v.x) <> 'null'"
     op, expected = where.op, where.value
     if op == "not_exists" or (op == "=" and expected is None):

@@ -264,13 +264,13 @@ def _only(node: dict[str, Any], allowed: set[str], at: str) -> None:
 def _name(value: Any, what: str, at: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 500:
         raise ConditionError(f"{what} must be a non-empty string of at most 500 characters", at=at)
-    return value
+    return _no_nul(value, at)
 
 
 def parse_path(raw: Any, at: str) -> tuple[str, ...]:
     if not isinstance(raw, str) or not raw or len(raw) > 500:
         raise ConditionError("a path must be a non-empty string", at=at)
-    parts = tuple(raw.split("."))
+    parts = tuple(_no_nul(raw, at).split("."))
     if any(not part for part in parts) or len(parts) > MAX_PATH_SEGMENTS:
         raise ConditionError(
             f"invalid path {raw!r}: dot-separated names, at most {MAX_PATH_SEGMENTS}", at=at
@@ -338,8 +338,15 @@ def _scalar(value: Any, at: str) -> Any:
     if isinstance(value, float) and math.isfinite(value):
         return value
     if isinstance(value, str) and len(value) <= MAX_STRING:
-        return value
+        return _no_nul(value, at)
     raise ConditionError("values are strings, finite numbers, true, false or null", at=at)
+
+
+def _no_nul(text: str, at: str) -> str:
+    """U+0000 is stored as U+FFFD (PostgreSQL cannot hold it), so no condition can name it."""
+    if "\x00" in text:
+        raise ConditionError("a condition cannot contain U+0000 (stored as U+FFFD)", at=at)
+    return text
 
 
 def _amount(value: Any, at: str) -> int:

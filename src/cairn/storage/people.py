@@ -24,7 +24,7 @@ PIPELINE_CURSOR = "pipeline"
 _CHUNK = 500
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-# jsonb cannot hold U+0000: stored as U+FFFD (an escaped backslash before it is left alone).
+# U+0000 is stored as U+FFFD (an escaped backslash before `\u0000` is left alone).
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
@@ -56,10 +56,10 @@ class Tx:
         self.conn = conn
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.conn.execute(self._store.sql(sql), params).fetchall())
+        return list(self.conn.execute(self._store.sql(sql), self._clean(params)).fetchall())
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int(self.conn.execute(self._store.sql(sql), params).rowcount)
+        return int(self.conn.execute(self._store.sql(sql), self._clean(params)).rowcount)
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -68,7 +68,15 @@ class Tx:
             self.conn.executemany(self._store.sql(sql), rows)
         else:
             with self.conn.cursor() as cur:
-                cur.executemany(self._store.sql(sql), rows)
+                cur.executemany(self._store.sql(sql), [self._clean(row) for row in rows])
+
+    def _clean(self, params: Sequence[Any]) -> Sequence[Any]:
+        """PostgreSQL text cannot hold U+0000: derived text stores U+FFFD instead (as JSON does)."""
+        if self._store.dialect == "sqlite" or not any(
+            isinstance(p, str) and "\x00" in p for p in params
+        ):
+            return params
+        return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
 
 
 class PeopleStore:
@@ -88,12 +96,17 @@ class PeopleStore:
         return text.replace("{j}", "?").replace("{greatest}", "max")
 
     def json(self, value: Any) -> str:
+        """JSON text of a derived value. U+0000 becomes U+FFFD on both backends: PostgreSQL's
+        jsonb cannot hold it and SQLite's JSON functions stop at it."""
         text = _encode(value).decode("utf-8")
-        if self._pg and "\\u0000" in text:
-            text = _NUL.sub(r"\1\\ufffd", text)
+        if "\\u0000" in text:
+            # the character itself, not its escape: SQLite matches JSON keys as written
+            text = _NUL.sub("\\1\ufffd", text)
         return text
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._pg and any(isinstance(p, str) and "\x00" in p for p in params):
+            params = [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
         return self.storage.rows(self.sql(sql), params)
 
     @contextmanager

@@ -66,3 +66,9 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $fn$
+;
+-- A stored message (bytea) as jsonb for `where` filters; jsonb cannot hold U+0000, so it is read as
+-- U+FFFD, as derived state stores it (an escaped backslash before `\u0000` is left alone).
+CREATE FUNCTION cairn_jsonb(body bytea) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT regexp_replace(convert_from(body, 'UTF8'), '(?<!\\)((\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb
+$fn$
