@@ -323,7 +323,7 @@ class Stepper:
                 (run.id, step.id),
             )
             status = rows[0][1] if rows else "dead"
-            if status == "pending":
+            if status in ("pending", "sending"):
                 return self._hold(tx, run, step, "delivering", None, None)
             if status == "dead":
                 error = f"webhook delivery {rows[0][0] if rows else '?'} failed: " + str(

@@ -198,6 +198,7 @@ class Deliveries:
         self._in_flight: dict[str, int] = {}
         self._claimed: set[int] = set()
         self.backlog = False
+        self._recovered = False
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -206,7 +207,7 @@ class Deliveries:
     # dispatch ------------------------------------------------------------------------------------
     def next_due_ms(self) -> int | None:
         rows = self.store.rows(
-            "SELECT min(next_ms) FROM webhook_deliveries WHERE status = 'pending'"
+            "SELECT min(next_ms) FROM webhook_deliveries WHERE status IN ('pending', 'sending')"
         )
         due = int(rows[0][0]) if rows and rows[0][0] is not None else None
         if due is not None and self.backlog:
@@ -216,9 +217,11 @@ class Deliveries:
     def dispatch(self, limit: int = 200) -> bool:
         """Claim due deliveries and start them; True if any started."""
         now = now_ms()
+        if not self._recovered:
+            self._recover(now)
         rows = self.store.rows(
             "SELECT id, url, headers, body, secret, idempotency_key, attempts, created_ms, next_ms "
-            "FROM webhook_deliveries WHERE status = 'pending' AND next_ms <= ? "
+            "FROM webhook_deliveries WHERE status IN ('pending', 'sending') AND next_ms <= ? "
             "ORDER BY next_ms LIMIT ?",
             (now, limit),
         )
@@ -238,11 +241,23 @@ class Deliveries:
                 self._claimed.add(claimed.id)
             with self.store.tx() as tx:
                 tx.run(
-                    "UPDATE webhook_deliveries SET next_ms = ? WHERE id = ?", (lease, claimed.id)
+                    "UPDATE webhook_deliveries SET status = 'sending', next_ms = ? WHERE id = ?",
+                    (lease, claimed.id),
                 )
             self._pool.submit(self._deliver, claimed, endpoint)
             started = True
         return started
+
+    def _recover(self, now: int) -> None:
+        """Deliveries a previous process was sending when it stopped are due again now (this
+        engine holds the pipeline's lease, so no one else is sending them)."""
+        with self.store.tx() as tx:
+            tx.run(
+                "UPDATE webhook_deliveries SET status = 'pending', next_ms = ? "
+                "WHERE status = 'sending'",
+                (now,),
+            )
+        self._recovered = True
 
     def _deliver(self, claimed: _Claimed, endpoint: str) -> None:
         try:
@@ -389,10 +404,10 @@ def list_deliveries(
     clauses = ["workspace_id = ?", "id > ?"]
     params: list[Any] = [workspace_id, after]
     if status is not None:
-        if status not in ("pending", "delivered", "dead"):
+        if status not in ("pending", "sending", "delivered", "dead"):
             from cairn.errors import BadRequest
 
-            raise BadRequest("status is pending, delivered or dead", code="invalid_status")
+            raise BadRequest("status is pending, sending, delivered or dead", code="invalid_status")
         clauses.append("status = ?")
         params.append(status)
     rows = store.rows(

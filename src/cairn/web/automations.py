@@ -109,14 +109,14 @@ def automations_router(storage: SQLStorage, wake: Callable[[], None] | None = No
     def runs(
         token: _Auth,
         automation_id: FromPath[str],
-        state: _Text = None,
+        run_state: Annotated[str | None, QueryParameter(query="state")] = None,
         person_id: Annotated[int | None, QueryParameter()] = None,
         limit: _Limit = 50,
         cursor: _Text = None,
     ) -> dict[str, Any]:
         found = automations.get(token.workspace_id, _id(automation_id, "automation"))
         page = list_runs(
-            store, found.id, state=state, person_id=person_id, limit=limit, cursor=cursor
+            store, found.id, state=run_state, person_id=person_id, limit=limit, cursor=cursor
         )
         return {**page, "counts": automations.counts(found.id)}
 

@@ -64,7 +64,8 @@ CREATE TABLE webhook_deliveries (
     headers TEXT NOT NULL,
     body TEXT NOT NULL,
     secret TEXT NOT NULL,
-    -- pending (due at next_ms), delivered, or dead (gave up; replay makes it pending again)
+    -- pending (due at next_ms), sending (claimed until next_ms), delivered, or dead (gave up;
+    -- replay makes it pending again)
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_ms INTEGER,
@@ -74,7 +75,8 @@ CREATE TABLE webhook_deliveries (
     updated_ms INTEGER NOT NULL,
     delivered_ms INTEGER
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_ms) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_ms)
+    WHERE status IN ('pending', 'sending');
 CREATE INDEX webhook_deliveries_status ON webhook_deliveries (workspace_id, status, id);
 CREATE TABLE webhook_attempts (
     id INTEGER PRIMARY KEY,
