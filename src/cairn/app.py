@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Redirect
 
 from cairn import __version__
+from cairn.automations.engine import AutomationEngine
 from cairn.finder.segments import SegmentEngine
 from cairn.ingest.collector import Collector
 from cairn.log.writer import LogWriter
@@ -20,6 +21,7 @@ from cairn.settings import Settings
 from cairn.storage.base import Storage, storage_for
 from cairn.storage.sql import SQLStorage
 from cairn.web.api import api_router
+from cairn.web.automations import automations_router
 from cairn.web.collector import collector_routes
 from cairn.web.cors import CollectorCORS, add_cors_headers
 from cairn.web.errors import EXCEPTION_HANDLERS
@@ -44,6 +46,7 @@ class Runtime:
     collector: Collector
     pipeline: Pipeline
     runner: Runner | None
+    automations: AutomationEngine | None = None
 
     def start(self) -> None:
         self.writer.start()
@@ -55,6 +58,8 @@ class Runtime:
         self.writer.stop()
         if self.runner is not None:
             self.runner.stop()
+        if self.automations is not None:
+            self.automations.close()
         self.storage.close()
 
 
@@ -67,9 +72,14 @@ def open_runtime(settings: Settings) -> Runtime:
     sources = SourceCache(storage, ttl=settings.source_cache_seconds)
     pipeline = Pipeline.from_settings(storage, settings)
     engine = SegmentEngine(pipeline.store)
-    runner = Runner(pipeline, followers=[engine]) if settings.pipeline else None
+    automations = (
+        AutomationEngine.from_settings(pipeline.store, settings) if settings.pipeline else None
+    )
+    runner = Runner(pipeline, followers=[engine, automations]) if automations else None
+    if runner is not None and automations is not None:
+        automations.set_wake(runner.wake)
     collector = Collector(writer, sources, settings)
-    return Runtime(settings, storage, writer, collector, pipeline, runner)
+    return Runtime(settings, storage, writer, collector, pipeline, runner, automations)
 
 
 def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -98,6 +108,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             api_router(rt.storage, rt.writer),
             people_router(rt.storage, rt.pipeline, rt.runner),
             finder_router(rt.pipeline.storage, rt.runner),
+            automations_router(rt.pipeline.storage, rt.runner.wake if rt.runner else None),
             metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),
             health,

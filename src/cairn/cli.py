@@ -351,12 +351,16 @@ def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float
     import signal
     import threading
 
+    from cairn.automations.engine import AutomationEngine
     from cairn.finder.segments import SegmentEngine
     from cairn.pipeline.runner import Runner
 
     pipeline = _pipeline(data_dir, database_url)
     engine = SegmentEngine(pipeline.store)
-    runner = Runner(pipeline, lease_seconds=lease_seconds, followers=[engine])
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    automations = AutomationEngine.from_settings(pipeline.store, settings)
+    runner = Runner(pipeline, lease_seconds=lease_seconds, followers=[engine, automations])
+    automations.set_wake(runner.wake)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo(f"cairn worker {runner.holder}: following the log", err=False)
@@ -369,6 +373,7 @@ def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float
         pass
     finally:
         runner.stop()
+        automations.close()
         pipeline.storage.close()
 
 
@@ -609,3 +614,13 @@ def settings_command(markdown: bool) -> None:
     for name in current.__dataclass_fields__:
         if name != "extra":
             click.echo(f"{name} = {getattr(current, name)!r}")
+
+
+def _add_automations() -> None:
+    from cairn.automations.cli import automations_group, deliveries_group
+
+    main.add_command(automations_group)
+    main.add_command(deliveries_group)
+
+
+_add_automations()

@@ -29,6 +29,11 @@ HISTORY_KINDS = (
     "unmerged",
     "entered_segment",
     "left_segment",
+    "automation_entered",
+    "automation_completed",
+    "automation_converted",
+    "automation_exited",
+    "automation_failed",
 )
 _EVENT, _HISTORY = 1, 0
 _decode = msgspec.json.decode
