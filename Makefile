@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk clean docs js js-test
+.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk bench-automations clean docs js js-test
 
 run: $(INSTALLED)
 	$(VENV)/bin/cairn serve
@@ -54,6 +54,9 @@ bench: $(INSTALLED) postgres
 
 bench-sdk: $(INSTALLED)
 	$(PY) bench/sdk.py
+
+bench-automations: $(INSTALLED)
+	$(PY) bench/automations.py
 
 # The browser SDK (sdks/js): Node only here; the built cairn.js is committed, so installing Cairn
 # needs none. npm ci installs exactly the lock file, again whenever the lock file changes.
