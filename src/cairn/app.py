@@ -28,6 +28,7 @@ from cairn.web.errors import EXCEPTION_HANDLERS
 from cairn.web.finder import finder_router
 from cairn.web.pages import page_routes
 from cairn.web.people import metrics_route, people_router
+from cairn.web.plans import plans_router
 from cairn.workspaces import SourceCache
 
 __all__ = ["Runtime", "build_app", "open_runtime"]
@@ -108,6 +109,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             api_router(rt.storage, rt.writer),
             people_router(rt.storage, rt.pipeline, rt.runner),
             finder_router(rt.pipeline.storage, rt.runner),
+            plans_router(rt.storage, rt.pipeline, rt.runner),
             automations_router(rt.pipeline.storage, rt.runner.wake if rt.runner else None),
             metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),

@@ -624,3 +624,9 @@ def _add_automations() -> None:
 
 
 _add_automations()
+
+
+# `cairn lint`, `cairn plans init|apply` (src/cairn/plans/cli.py)
+from cairn.plans import cli as plans_cli  # noqa: E402 (attached after the main group exists)
+
+plans_cli.attach(main)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
 from cairn.pipeline.event import Event
 from cairn.profiles.state import Profile
 from cairn.storage.people import PIPELINE_CURSOR, CursorRow, PeopleStore, Tx, decode_json
+
+if TYPE_CHECKING:
+    from cairn.plans.store import PlanStore
 
 __all__ = [
     "UPSERT_PERSON",
@@ -58,6 +61,7 @@ class PersonRow:
     user_ids: int = 0
     identifiers: int = 0
     identifiers_refused: int = 0
+    blocked: int = 0
     created_ms: int = 0
     dirty: bool = False
 
@@ -93,6 +97,7 @@ class Stats:
     merges: int = 0
     merges_refused: int = 0
     identifiers_refused: int = 0
+    blocked: int = 0
 
 
 def person_from_row(row: Any) -> PersonRow:
@@ -122,8 +127,13 @@ class Batch:
         cursor: CursorRow,
         events: list[Event],
         requires_hash: Callable[[str], bool] = lambda _source_id: False,
+        plans: PlanStore | None = None,
     ) -> None:
         self.store = store
+        self.plans = plans
+        self.violations: list[tuple[Any, ...]] = []
+        self.quarantine: list[tuple[Any, ...]] = []
+        self.released: list[int] = []  # quarantined events that now pass (a replay)
         self.source_requires_hash = requires_hash
         self.rules = rules
         self.cursor = cursor
@@ -360,6 +370,25 @@ class Batch:
                 self.account_events,
             )
             write_dead_letters(tx, self.dead_letters, self.now)
+            tx.many(
+                "INSERT INTO event_violations (seq, workspace_id, source_id, event, rule, path, "
+                "severity, message, plan_version, action, at_ms) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq, rule, path) DO UPDATE SET "
+                "severity = excluded.severity, message = excluded.message, "
+                "plan_version = excluded.plan_version, action = excluded.action",
+                self.violations,
+            )
+            tx.many(
+                "INSERT INTO quarantine (seq, workspace_id, source_id, plan_version, violations, "
+                "at_ms) VALUES (?, ?, ?, ?, {j}, ?) ON CONFLICT (seq) DO UPDATE SET "
+                "plan_version = excluded.plan_version, violations = excluded.violations, "
+                "released_ms = NULL",
+                [(*q[:4], store.json(q[4]), q[5]) for q in self.quarantine],
+            )
+            tx.many(
+                "UPDATE quarantine SET released_ms = ? WHERE seq = ? AND released_ms IS NULL",
+                [(self.now, seq) for seq in self.released],
+            )
             # for the segment engine (and later consumers of person changes)
             tx.many(
                 "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "

@@ -27,6 +27,7 @@ class Event:
     timestamp_ms: int
     received_ms: int
     message: dict[str, Any]
+    blocked: bool = False  # set by the plans stage: later stages never see the event
 
     @classmethod
     def from_log(cls, entry: LogEntry) -> Event:

@@ -32,8 +32,9 @@ from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
 from cairn.pipeline.batch import Batch, Stats, write_dead_letters
 from cairn.pipeline.event import Event
-from cairn.pipeline.stages import accounts, identity, profiles, timeline
+from cairn.pipeline.stages import accounts, identity, plans, profiles, timeline
 from cairn.pipeline.stages.identity import Attribution
+from cairn.plans.store import PlanStore
 from cairn.settings import Settings
 from cairn.storage.base import LogEntry
 from cairn.storage.people import PIPELINE_CURSOR, CursorRow, PeopleStore, StaleBatch
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Stage = Callable[[Batch, Event, Attribution | None], Attribution | None]
 STAGES: tuple[tuple[str, Stage], ...] = (
+    ("plans", plans.apply),
     ("identity", identity.apply),
     ("profiles", profiles.apply),
     ("accounts", accounts.apply),
@@ -100,6 +102,7 @@ class Pipeline:
     ) -> None:
         self.storage = storage
         self.store = PeopleStore(storage)
+        self.plans = PlanStore(self.store)
         self.rules = rules
         self.batch_size = batch_size
         self.stages = tuple(stages)
@@ -108,6 +111,7 @@ class Pipeline:
         self.processed = 0
         self.batches = 0
         self.stale_batches = 0
+        self._releasing = False
         self._sources: dict[str, bool] = {}
         self._sources_at = 0.0
         self.store.ensure_cursor(name)
@@ -197,7 +201,7 @@ class Pipeline:
             except Exception as exc:
                 failed[entry.seq] = ("decode", _describe(exc))
                 letters.append((entry.workspace_id, entry.seq, "decode", _describe(exc)))
-        batch = Batch(self.store, self.rules, cursor, events, self._requires_hash)
+        batch = Batch(self.store, self.rules, cursor, events, self._requires_hash, plans=self.plans)
         batch.dead_letters = letters
         wanted: dict[tuple[int, str], set[str]] = {}
         for ev in events:
@@ -216,6 +220,11 @@ class Pipeline:
                     found = stage(batch, ev, found)
                 except Exception as exc:
                     raise _Failure(ev.seq, name, _describe(exc)) from exc
+                if ev.blocked:
+                    batch.stats.blocked += 1
+                    break
+            if self._releasing and not ev.blocked:
+                batch.released.append(ev.seq)
             batch.stats.events += 1
 
     def _dead_letter_alone(self, cursor: CursorRow, entry: LogEntry, position: int) -> None:
@@ -235,6 +244,7 @@ class Pipeline:
         t.merges += s.merges
         t.merges_refused += s.merges_refused
         t.identifiers_refused += s.identifiers_refused
+        t.blocked += s.blocked
 
     def _requires_hash(self, source_id: str) -> bool:
         if time.monotonic() - self._sources_at > 5:
@@ -291,6 +301,34 @@ class Pipeline:
                 )
             resolved += 1
         return {"resolved": resolved, "failed": failed}
+
+    def replay_quarantine(
+        self, workspace_id: int, seqs: Sequence[int] | None = None
+    ) -> dict[str, int]:
+        """Run quarantined events through the stages again (after the plan was fixed): those that
+        pass now are released and applied; those still blocked stay, with the new violations."""
+        released = still = 0
+        for seq in self.plans.quarantined_seqs(workspace_id, list(seqs) if seqs else None):
+            entry = self._log_entry(seq)
+            self._releasing = True
+            try:
+                for _ in range(_MAX_STALE_RETRIES):
+                    cursor = self.store.cursor(self.name)
+                    try:
+                        self._apply(cursor, [entry], position=cursor.position)
+                    except StaleBatch:
+                        continue
+                    break
+            finally:
+                self._releasing = False
+            open_now = self.store.rows(
+                "SELECT 1 FROM quarantine WHERE seq = ? AND released_ms IS NULL", (seq,)
+            )
+            if open_now:
+                still += 1
+            else:
+                released += 1
+        return {"released": released, "blocked": still}
 
     def _log_entry(self, seq: int) -> LogEntry:
         rows = self.store.rows(f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq = ?", (seq,))

@@ -95,6 +95,56 @@ def plans_init(
     click.echo(f"Wrote {out}. Check it with: cairn lint {out}", err=True)
 
 
+@plans.command("apply")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", required=True, help="The source (name or id) the plan is for.")
+@click.option("--workspace", default="default", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CAIRN_DATA_DIR",
+    help="Folder of the embedded SQLite database [env: CAIRN_DATA_DIR].",
+)
+@click.option(
+    "--database-url", envvar="CAIRN_DATABASE_URL", help="postgresql://... to use PostgreSQL."
+)
+def plans_apply(
+    plan_file: Path, source: str, workspace: str, data_dir: Path | None, database_url: str | None
+) -> None:
+    """Install PLAN_FILE as the source's active plan (its next version; earlier ones are kept)."""
+    from cairn.errors import CairnError
+    from cairn.plans.plan import PlanError, load_plan
+    from cairn.plans.store import PlanStore
+    from cairn.settings import Settings
+    from cairn.storage.base import storage_for
+    from cairn.storage.people import PeopleStore
+    from cairn.storage.sql import SQLStorage
+    from cairn.workspaces import resolve_workspace
+
+    try:
+        plan = load_plan(plan_file)
+    except PlanError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    storage = storage_for(Settings.load({"data_dir": data_dir, "database_url": database_url}))
+    try:
+        assert isinstance(storage, SQLStorage)
+        ws = resolve_workspace(storage, workspace)
+        found = [s for s in storage.list_sources(ws.id) if source in (s.name, s.id)]
+        if not found:
+            click.echo(f"error: no source {source!r} in workspace {workspace!r}", err=True)
+            sys.exit(1)
+        installed = PlanStore(PeopleStore(storage)).install(ws.id, found[0].id, plan)
+    except CairnError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        storage.close()
+    click.echo(
+        f"plan {installed['name']!r} installed on {found[0].name} as version {installed['version']}"
+    )
+
+
 def attach(main: click.Group) -> None:
     """Add `lint` and `plans` to the `cairn` command."""
     main.add_command(lint_command)
