@@ -109,7 +109,7 @@ def automations_router(storage: SQLStorage, wake: Callable[[], None] | None = No
     def runs(
         token: _Auth,
         automation_id: FromPath[str],
-        run_state: Annotated[str | None, QueryParameter(query="state")] = None,
+        run_state: Annotated[str | None, QueryParameter(name="state")] = None,
         person_id: Annotated[int | None, QueryParameter()] = None,
         limit: _Limit = 50,
         cursor: _Text = None,
