@@ -40,4 +40,7 @@ def test_filters_and_errors(tmp_path: Path) -> None:
         replaced = client.put(f"/api/v1/automations/{aid}", headers=auth, json={
             "name": "a", "trigger": {"event": "X"}, "steps": [{"wait": "2m"}]})  # fmt: skip
         assert replaced.json()["version"] == 2
+        secret = client.get("/api/v1/webhooks/secret", headers=auth).json()["secret"]
+        assert secret.startswith("whsec_")
+        assert client.get("/api/v1/webhooks/secret", headers=auth).json()["secret"] == secret
     storage.close()

@@ -12,7 +12,12 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.automations.reports import list_runs, run_json
 from cairn.automations.store import Automations
-from cairn.automations.webhooks import get_delivery, list_deliveries, replay_delivery
+from cairn.automations.webhooks import (
+    get_delivery,
+    list_deliveries,
+    replay_delivery,
+    workspace_secret,
+)
 from cairn.errors import NotFound
 from cairn.storage.base import Token
 from cairn.storage.people import PeopleStore
@@ -150,6 +155,10 @@ def automations_router(storage: SQLStorage, wake: Callable[[], None] | None = No
         nudge()
         return found
 
+    @get("/webhooks/secret", sync_to_thread=True, summary="The workspace's webhook signing secret")
+    def secret(token: _Auth) -> dict[str, Any]:
+        return {"secret": workspace_secret(store, token.workspace_id)}
+
     return Router(
         path="/api/v1",
         route_handlers=[
@@ -165,6 +174,7 @@ def automations_router(storage: SQLStorage, wake: Callable[[], None] | None = No
             deliveries,
             delivery,
             replay,
+            secret,
         ],
         dependencies={"token": Provide(token, sync_to_thread=True)},
         tags=["automations"],
