@@ -46,7 +46,13 @@ async def add_cors_headers(message: Message, scope: Scope) -> None:
         return
     origin = _headers(scope).get(b"origin", b"*")
     updated: Any = message
-    updated["headers"] = [*present, (_ALLOW_ORIGIN, origin), (b"vary", b"Origin")]
+    # Browsers hide Retry-After from cross-origin scripts unless it is exposed (cairn.js honours it).
+    updated["headers"] = [
+        *present,
+        (_ALLOW_ORIGIN, origin),
+        (b"access-control-expose-headers", b"Retry-After"),
+        (b"vary", b"Origin"),
+    ]
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Router, delete, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.errors import BadRequest, InvalidBody
 from cairn.ingest.timestamps import parse_ms
@@ -125,7 +125,7 @@ def plans_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) ->
         status_code=200,
         summary="Check blocked events again",
     )
-    def replay(token: _Auth, data: ReplayIn) -> Any:
+    def replay(token: _Auth, data: JSONBody[ReplayIn]) -> Any:
         result = pipeline.replay_quarantine(token.workspace_id, data.seqs)
         if runner is not None:
             runner.wake()
@@ -145,7 +145,7 @@ def plans_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) ->
         status_code=200,
         summary="Set naming exceptions, verbs, severities",
     )
-    def set_naming(token: _Auth, data: dict[str, Any]) -> Any:
+    def set_naming(token: _Auth, data: JSONBody[dict[str, Any]]) -> Any:
         unknown = set(data) - {"exceptions", "extra_verbs", "severity"}
         if unknown:
             raise InvalidBody(f"unknown key {sorted(unknown)[0]!r}")
