@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint format typecheck unit services postgres browser bench bench-sdk bench-automations clean docs js js-test
+.PHONY: run test check lint format typecheck unit services postgres browser bench bench-pipeline bench-sdk bench-automations clean docs js js-test
 
 run: $(INSTALLED)
 	$(VENV)/bin/cairn serve
@@ -51,6 +51,10 @@ docs: $(INSTALLED)
 
 bench: $(INSTALLED) postgres
 	$(PY) bench/ingest.py
+	$(PY) bench/pipeline.py
+
+bench-pipeline: $(INSTALLED) postgres
+	$(PY) bench/pipeline.py
 
 bench-sdk: $(INSTALLED)
 	$(PY) bench/sdk.py

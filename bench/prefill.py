@@ -7,7 +7,9 @@ transaction, with timestamps rising over the last 30 days, 100,000 distinct user
 Prefilled databases are cached and reused: SQLite files under `bench/.data/`, PostgreSQL databases
 named `cairn_bench_<count>_<schema>`. The key holds the event count and a hash of the migrations,
 so a schema change builds a new one. Each benchmark run works on a copy (see `copy_sqlite`,
-`copy_postgres`), so every run starts from the same state.
+`copy_postgres`), so every run starts from the same state. Other benchmarks cache their own kinds
+of database the same way: `prefill_sqlite` and `prefill_postgres` take a `kind` (part of the key)
+and a `filler` that fills the new database (`fill` with another chunk maker; see bench/pipeline.py).
 Alone: `python bench/prefill.py --events 5000000 [--database-url postgresql://...]`.
 """
 
@@ -20,7 +22,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +35,15 @@ from cairn.workspaces import bootstrap
 from events import USERS, format_ms, track_message
 
 __all__ = [
+    "DATA",
+    "ChunkMaker",
+    "Filler",
     "Prefilled",
     "copy_postgres",
     "copy_sqlite",
     "drop_postgres_copy",
+    "fill",
+    "normalized_chunk",
     "prefill_postgres",
     "prefill_sqlite",
 ]
@@ -46,6 +53,12 @@ _CHUNK = 50_000
 _BATCH = 100
 _SPAN_MS = 30 * 24 * 3_600_000
 _IN_FLIGHT = 4
+
+# (first, count, total, start_ms, workspace id, source id) -> normalized records as msgpack; run in
+# worker processes, so a module-level function.
+ChunkMaker = Callable[[int, int, int, int, int, str], bytes]
+# Fills a new, migrated database with `total` events: (write key, admin token).
+Filler = Callable[[Storage, int], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -70,15 +83,33 @@ def schema_key(dialect: str) -> str:
 def _chunk(first: int, count: int, total: int, start_ms: int, workspace: int, source: str) -> bytes:
     """Events `first` to `first + count` of `total`, normalized, as msgpack."""
     rng = random.Random(first)
+    messages = [track_message(rng, rng.randrange(USERS), "", "") for _ in range(count)]
+    return normalized_chunk(messages, first, total, start_ms, workspace, source, rng)
+
+
+def normalized_chunk(
+    messages: list[dict[str, object]],
+    first: int,
+    total: int,
+    start_ms: int,
+    workspace: int,
+    source: str,
+    rng: random.Random,
+) -> bytes:
+    """`messages` as log positions `first`, `first + 1`, ... of `total`, as msgpack records.
+
+    Each gets its position's time (rising over the 30 days after `start_ms`) and a random
+    `messageId`, and goes through the collector's `normalize` in requests of 100 with `sentAt`."""
     step = _SPAN_MS / total
     records: list[EventRecord] = []
-    for batch_start in range(first, first + count, _BATCH):
-        size = min(_BATCH, first + count - batch_start)
-        times = [start_ms + int((batch_start + i) * step) for i in range(size)]
+    for offset in range(0, len(messages), _BATCH):
+        batch = messages[offset : offset + _BATCH]
+        times = [start_ms + int((first + offset + i) * step) for i in range(len(batch))]
         sent = times[-1] + rng.randint(50, 2000)
         info = RequestInfo(workspace, source, sent + rng.randint(5, 80), sent_at=format_ms(sent))
-        for i, at in enumerate(times):
-            raw = track_message(rng, rng.randrange(USERS), format_ms(at), _message_id(rng))
+        for i, (raw, at) in enumerate(zip(batch, times, strict=True)):
+            raw["timestamp"] = format_ms(at)
+            raw["messageId"] = _message_id(rng)
             record = normalize(raw, i, info)
             assert isinstance(record, EventRecord), record
             records.append(record)
@@ -90,7 +121,9 @@ def _message_id(rng: random.Random) -> str:
     return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-def _chunks(total: int, workspace: int, source: str) -> Iterator[list[EventRecord]]:
+def _chunks(
+    total: int, workspace: int, source: str, chunk: ChunkMaker
+) -> Iterator[list[EventRecord]]:
     """Every chunk in order, made by a process pool a few chunks ahead of the writer."""
     start_ms = int(time.time() * 1000) - _SPAN_MS - 3_600_000
     decode = msgspec.msgpack.Decoder(list[EventRecord]).decode
@@ -98,21 +131,21 @@ def _chunks(total: int, workspace: int, source: str) -> Iterator[list[EventRecor
         pending: list[Future[bytes]] = []
         for first in range(0, total, _CHUNK):
             count = min(_CHUNK, total - first)
-            pending.append(pool.submit(_chunk, first, count, total, start_ms, workspace, source))
+            pending.append(pool.submit(chunk, first, count, total, start_ms, workspace, source))
             if len(pending) >= _IN_FLIGHT:
                 yield decode(pending.pop(0).result())
         for future in pending:
             yield decode(future.result())
 
 
-def fill(storage: Storage, total: int) -> tuple[str, str]:
-    """Bootstrap a new database and append `total` events; (write key, admin token)."""
+def fill(storage: Storage, total: int, chunk: ChunkMaker = _chunk) -> tuple[str, str]:
+    """Bootstrap a new database and append `total` events made by `chunk`; (write key, token)."""
     first = bootstrap(storage)
     if first is None:
         raise RuntimeError("the database to prefill is not empty")
     started = time.monotonic()
     stored = 0
-    for records in _chunks(total, first.workspace.id, first.source.id):
+    for records in _chunks(total, first.workspace.id, first.source.id, chunk):
         result = storage.append(records, [])
         stored += result.inserted
         _progress(stored, total, started)
@@ -138,30 +171,30 @@ def _save(meta: Path, prefilled: Prefilled) -> Prefilled:
     return prefilled
 
 
-def prefill_sqlite(total: int) -> Prefilled:
-    """The cached SQLite database with `total` events, made first when missing."""
+def prefill_sqlite(total: int, *, kind: str = "sqlite", filler: Filler = fill) -> Prefilled:
+    """The cached SQLite database of `kind` with `total` events, made by `filler` when missing."""
     schema = schema_key("sqlite")
-    folder = DATA / f"sqlite-{total}-{schema}"
+    folder = DATA / f"{kind}-{total}-{schema}"
     meta = folder / "bench.json"
     if (cached := _load(meta)) is not None:
         return cached
-    _drop_stale_sqlite(schema)
+    _drop_stale_sqlite(kind, schema)
     shutil.rmtree(folder, ignore_errors=True)
     print(f"prefilling SQLite with {total:,} events into {folder} (once; cached)", flush=True)
     started = time.monotonic()
     database = f"sqlite:///{folder / 'cairn.db'}"
     storage = open_storage(database, synchronous="OFF")
     try:
-        write_key, token = fill(storage, total)
+        write_key, token = filler(storage, total)
     finally:
         storage.close()  # the last connection to close checkpoints and removes the WAL
     seconds = time.monotonic() - started
     return _save(meta, Prefilled(database, total, schema, write_key, token, seconds))
 
 
-def _drop_stale_sqlite(schema: str) -> None:
+def _drop_stale_sqlite(kind: str, schema: str) -> None:
     """Remove cached SQLite databases made for another schema: they can never be used again."""
-    for folder in DATA.glob("sqlite-*-*"):
+    for folder in DATA.glob(f"{kind}-[0-9]*-*"):
         if not folder.name.endswith(f"-{schema}"):
             print(f"removing {folder.name}: made for an older schema", flush=True)
             shutil.rmtree(folder, ignore_errors=True)
@@ -206,23 +239,26 @@ def _pg_exists(server_url: str, name: str) -> bool:
     return bool(rows)
 
 
-def prefill_postgres(server_url: str, total: int) -> Prefilled:
-    """The cached PostgreSQL database with `total` events (on the server of `server_url`)."""
+def prefill_postgres(
+    server_url: str, total: int, *, kind: str = "bench", filler: Filler = fill
+) -> Prefilled:
+    """The cached PostgreSQL database of `kind` with `total` events (on the server of
+    `server_url`), made by `filler` when missing."""
     schema = schema_key("postgres")
-    name = f"cairn_bench_{total}_{schema.replace('-', '_')}"
-    meta = DATA / f"postgres-{total}-{schema}.json"
+    name = f"cairn_{kind}_{total}_{schema.replace('-', '_')}"
+    meta = DATA / f"postgres-{_meta_kind(kind)}{total}-{schema}.json"
     base = server_url.rpartition("/")[0]
     cached = _load(meta)
     if cached is not None and _pg_exists(server_url, name):
         return cached
-    _drop_stale_postgres(server_url, schema)
+    _drop_stale_postgres(server_url, kind, schema)
     print(f"prefilling PostgreSQL database {name} with {total:,} events (once; cached)", flush=True)
     _pg_execute(server_url, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     started = time.monotonic()
     database = f"{base}/{name}"
     storage = open_storage(database)
     try:
-        write_key, token = fill(storage, total)
+        write_key, token = filler(storage, total)
     finally:
         storage.close()
     _pg_execute(database, "VACUUM ANALYZE", on_server=False)
@@ -231,17 +267,22 @@ def prefill_postgres(server_url: str, total: int) -> Prefilled:
     return _save(meta, Prefilled(database, total, schema, write_key, token, seconds))
 
 
-def _drop_stale_postgres(server_url: str, schema: str) -> None:
-    """Drop cached PostgreSQL databases made for another schema, and their credentials."""
+def _meta_kind(kind: str) -> str:
+    """The credentials file's infix: none for the ingest prefill (its names predate kinds)."""
+    return "" if kind == "bench" else f"{kind}-"
+
+
+def _drop_stale_postgres(server_url: str, kind: str, schema: str) -> None:
+    """Drop cached PostgreSQL databases of `kind` made for another schema, and their credentials."""
     suffix = schema.replace("-", "_")
     rows = _pg_execute(
-        server_url, "SELECT datname FROM pg_database WHERE datname LIKE 'cairn_bench_%'"
+        server_url, f"SELECT datname FROM pg_database WHERE datname ~ '^cairn_{kind}_[0-9]+_'"
     )
     for (name,) in rows:
         if not str(name).endswith(suffix):
             print(f"dropping {name}: made for an older schema", flush=True)
             _pg_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    for meta in DATA.glob("postgres-*.json"):
+    for meta in DATA.glob(f"postgres-{_meta_kind(kind)}[0-9]*.json"):
         if not meta.name.endswith(f"-{schema}.json"):
             meta.unlink()
 

@@ -9,7 +9,7 @@ from typing import Any
 from loadgen import LoadResult
 from servers import Usage
 
-__all__ = ["Row", "print_report"]
+__all__ = ["Row", "print_report", "table"]
 
 _HEADERS = ("server", "events/s", "req/s", "p50 ms", "p99 ms", "max ms", "x ceiling", "RSS MB",
             "server cores", "server µs/event", "loadgen cores", "other cores", "stored before",
@@ -59,7 +59,8 @@ def _cells(row: Row, ceiling: float | None) -> list[str]:
     ]
 
 
-def _table(lines: list[list[str]], markdown: bool) -> str:
+def table(lines: list[list[str]], markdown: bool) -> str:
+    """`lines` (the header first) as aligned text columns, or as a markdown table."""
     if markdown:
         rule = ["---"] + ["---:"] * (len(lines[0]) - 1)
         return "\n".join("| " + " | ".join(line) + " |" for line in [lines[0], rule, *lines[1:]])
@@ -124,7 +125,7 @@ def print_report(rows: list[Row], skipped: list[str], markdown: bool) -> None:
     ceiling = _ceiling(rows)
     lines = [list(_HEADERS), *(_cells(row, ceiling) for row in rows)]
     print()
-    print(_table(lines, markdown))
+    print(table(lines, markdown))
     print()
     for line in skipped:
         print(line)

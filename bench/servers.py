@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Server", "Usage", "free_port", "start_cairn", "start_noop", "watch"]
+__all__ = [
+    "Server",
+    "Usage",
+    "free_port",
+    "machine_busy_seconds",
+    "start_cairn",
+    "start_noop",
+    "watch",
+]
 
 _BENCH = Path(__file__).parent
 _LOGS = _BENCH / ".data" / "logs"
@@ -147,6 +155,11 @@ def _process_ticks(pid: int | str) -> int:
 def _machine_busy_ticks() -> int:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine has spent busy since boot, all cores together."""
+    return _machine_busy_ticks() / _TICK
 
 
 def _ticks(pid: int) -> tuple[int, int, int]:
