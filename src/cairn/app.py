@@ -28,6 +28,7 @@ from cairn.web.errors import EXCEPTION_HANDLERS
 from cairn.web.finder import finder_router
 from cairn.web.pages import page_routes
 from cairn.web.people import metrics_route, people_router
+from cairn.web.people_pages import people_page_routes
 from cairn.web.plans import plans_router
 from cairn.workspaces import SourceCache
 
@@ -113,6 +114,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             automations_router(rt.pipeline.storage, rt.runner.wake if rt.runner else None),
             metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),
+            *people_page_routes(rt.pipeline, rt.runner),
             health,
             docs,
         ],

@@ -50,7 +50,7 @@ def _iso(ms: int | None) -> str | None:
 class Search:
     storage: SQLStorage
     workspace_id: int
-    condition: Condition
+    condition: Condition | None  # None: everyone (the UI's export of all people)
     accounts: bool = False
     now: int = 0
 
@@ -60,7 +60,9 @@ class Search:
     # SQL ----------------------------------------------------------------------------------------
     def _where(self, params: Params) -> str:
         compile_ = compile_accounts if self.accounts else compile_people
-        where = compile_(self.condition, self.workspace_id, self.now, params)
+        where = "1 = 1"
+        if self.condition is not None:
+            where = compile_(self.condition, self.workspace_id, self.now, params)
         if self.accounts:
             return f"a.workspace_id = {params.p(self.workspace_id)} AND {where}"
         return (

@@ -118,6 +118,18 @@ class Segments:
         )
         return int(rows[0][0])
 
+    def of_person(self, workspace_id: int, person_id: int) -> Sequence[dict[str, Any]]:
+        """The segments a person is in now, with when they entered."""
+        rows = self.store.rows(
+            "SELECT s.id, s.name, m.entered_ms FROM segment_members m JOIN segments s "
+            "ON s.id = m.segment_id WHERE s.workspace_id = ? AND m.person_id = ? ORDER BY s.name",
+            (workspace_id, person_id),
+        )
+        return [
+            {"id": sid, "name": name, "entered_at": format_ms(entered)}
+            for sid, name, entered in rows
+        ]
+
     def _check(self, workspace_id: int, name: str, condition: Condition, own: int | None) -> None:
         existing = {s.name: s for s in self.list(workspace_id)}
         if own is None and len(existing) >= MAX_SEGMENTS:

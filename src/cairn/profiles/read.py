@@ -10,7 +10,15 @@ from cairn.ingest.timestamps import format_ms
 from cairn.pipeline.batch import account_from_row, person_from_row
 from cairn.storage.people import ACCOUNT_COLUMNS, PERSON_COLUMNS, PeopleStore, decode_json
 
-__all__ = ["account_json", "list_accounts", "list_people", "lookup", "person_json", "root_of"]
+__all__ = [
+    "account_json",
+    "list_accounts",
+    "list_people",
+    "lookup",
+    "person_json",
+    "root_of",
+    "user_ids",
+]
 
 LOOKUP_KINDS = ("user_id", "anonymous_id", "email")
 
@@ -35,6 +43,19 @@ def root_of(store: PeopleStore, workspace_id: int, person_id: int) -> int:
     if not rows:
         raise NotFound(f"no person {person_id}")
     return int(rows[0][0]) if rows[0][0] is not None else person_id
+
+
+def user_ids(store: PeopleStore, person_ids: list[int]) -> dict[int, str]:
+    """A user id of each person that has one (the first linked), for lists of people."""
+    if not person_ids:
+        return {}
+    marks = ",".join("?" * len(person_ids))
+    rows = store.rows(
+        f"SELECT person_id, value FROM identifiers WHERE kind = 'user_id' "
+        f"AND person_id IN ({marks}) ORDER BY id DESC",
+        tuple(person_ids),
+    )
+    return {int(pid): str(value) for pid, value in rows}
 
 
 def person_json(

@@ -26,7 +26,7 @@ from cairn.storage.base import EventQuery, LogEntry, RejectedEntry, Source, Stor
 from cairn.web.api import SESSION_COOKIE, bearer, event_json, rejected_json
 from cairn.workspaces import authenticate
 
-__all__ = ["page_routes"]
+__all__ = ["Pages", "environment", "html_response", "message_label", "page_routes", "same_origin"]
 
 PAGE_SIZE = 50
 POLL_SIZE = 100
@@ -101,7 +101,7 @@ class RejectedRow:
     body: str
 
 
-def _label(message: dict[str, Any]) -> str:
+def message_label(message: dict[str, Any]) -> str:
     """What a row calls a message: the event, the page or screen name, the traits, the ids."""
     kind = message.get("type")
     if kind == "track":
@@ -120,7 +120,7 @@ def _event_row(entry: LogEntry, sources: dict[str, str]) -> EventRow:
     return EventRow(
         seq=entry.seq,
         type=entry.type,
-        label=_label(message),
+        label=message_label(message),
         user=entry.user_id or entry.anonymous_id or "",
         anonymous=entry.user_id is None,
         source=sources.get(entry.source_id, entry.source_id),
@@ -161,7 +161,7 @@ def _static_versions() -> dict[str, str]:
     }
 
 
-def _environment() -> Environment:
+def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("cairn.web", "templates"),
         autoescape=True,
@@ -176,7 +176,7 @@ def _environment() -> Environment:
     return env
 
 
-def _html(body: str, status_code: int = 200) -> Response[str]:
+def html_response(body: str, status_code: int = 200) -> Response[str]:
     return Response(body, status_code=status_code, media_type=MediaType.HTML, headers=_HTML_HEADERS)
 
 
@@ -184,7 +184,7 @@ def _no_content() -> Response[str]:
     return Response("", status_code=204, headers={"Cache-Control": "no-store"})
 
 
-def _same_origin(request: _Request) -> bool:
+def same_origin(request: _Request) -> bool:
     """Refuse cross-site form posts (login CSRF); clients that send no Origin are not browsers."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
@@ -209,21 +209,25 @@ def _first_source(sources: list[Source]) -> Source | None:
     return next((s for s in sources if s.enabled), sources[0] if sources else None)
 
 
-class _Debugger:
-    """Reads one workspace's events and rejections and renders them; one per app."""
+class Pages:
+    """The templates and the session check that every group of pages shares."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.templates = _environment()
+        self.templates = environment()
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> Response[str]:
-        return _html(self.templates.get_template(template).render(**context), status_code)
+        return html_response(self.templates.get_template(template).render(**context), status_code)
 
     def session(self, request: _Request) -> Token | None:
         try:
             return authenticate(self.storage, bearer(request))
         except InvalidToken:
             return None
+
+
+class _Debugger(Pages):
+    """Reads one workspace's events and rejections and renders them; one per app."""
 
     def source_names(self, workspace_id: int) -> dict[str, str]:
         return {s.id: s.name for s in self.storage.list_sources(workspace_id)}
@@ -337,7 +341,7 @@ def _session_routes(debugger: _Debugger) -> list[ControllerRouterHandler]:
         request: _Request,
         data: URLEncodedBody[dict[str, str]],
     ) -> Response[Any]:
-        if not _same_origin(request):
+        if not same_origin(request):
             return debugger.render("login.html", 403, error="Cross-site sign-in refused.")
         secret = data.get("token", "").strip()
         try:
@@ -349,8 +353,8 @@ def _session_routes(debugger: _Debugger) -> list[ControllerRouterHandler]:
 
     @route("/logout", http_method=["GET", "POST"], include_in_schema=False, status_code=303)
     async def logout(request: _Request) -> Response[Any]:
-        if request.method == "POST" and not _same_origin(request):
-            return _html("Cross-site sign-out refused.", 403)
+        if request.method == "POST" and not same_origin(request):
+            return html_response("Cross-site sign-out refused.", 403)
         redirect = Redirect("/", status_code=303)
         redirect.delete_cookie(SESSION_COOKIE, path="/")
         return redirect

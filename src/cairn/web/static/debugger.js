@@ -7,7 +7,8 @@
   var failures = 0;
 
   function isPoller(element) {
-    return element && (element.classList.contains("poller") || element.id === "tabs");
+    return element && (element.classList.contains("poller") || element.id === "tabs" ||
+      element.hasAttribute("data-poller"));
   }
 
   function setState(state, label) {
