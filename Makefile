@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint format typecheck unit services postgres browser bench bench-pipeline bench-sdk bench-automations clean docs js js-test
+.PHONY: run test check lint format typecheck unit services postgres browser bench bench-pipeline bench-finder bench-plans bench-sdk bench-automations clean docs js js-test
 
 run: $(INSTALLED)
 	$(VENV)/bin/cairn serve
@@ -52,9 +52,17 @@ docs: $(INSTALLED)
 bench: $(INSTALLED) postgres
 	$(PY) bench/ingest.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/finder.py
+	$(PY) bench/plans.py
 
 bench-pipeline: $(INSTALLED) postgres
 	$(PY) bench/pipeline.py
+
+bench-finder: $(INSTALLED) postgres
+	$(PY) bench/finder.py
+
+bench-plans: $(INSTALLED)
+	$(PY) bench/plans.py
 
 bench-sdk: $(INSTALLED)
 	$(PY) bench/sdk.py
