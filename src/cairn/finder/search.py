@@ -69,7 +69,9 @@ class Search:
             f"p.workspace_id = {params.p(self.workspace_id)} AND p.merged_into IS NULL AND {where}"
         )
 
-    def _page_sql(self, limit: int, cursor: tuple[int, Any] | None) -> tuple[str, dict[str, Any]]:
+    def _page_sql(
+        self, limit: int, cursor: tuple[int, Any] | None, *, with_total: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         params = Params(self.storage.dialect)
         where = self._where(params)
         key = "a.group_id" if self.accounts else "p.id"
@@ -85,6 +87,8 @@ class Search:
             if self.accounts
             else "p.id, p.traits, p.first_seen_ms, p.last_seen_ms, p.events"
         )
+        if with_total:  # the number of matches, from the same evaluation as the page
+            columns += ", count(*) OVER ()"
         table = "accounts a" if self.accounts else "persons p"
         sql = (
             f"SELECT {columns} FROM {table} WHERE {where} "
@@ -98,13 +102,15 @@ class Search:
 
     # reading ------------------------------------------------------------------------------------
     def page(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
-        rows = self.storage.rows(*self._page_sql(limit, self._cursor(cursor)))
-        data = [self._item(row) for row in rows]
+        after = self._cursor(cursor)
+        rows = self.storage.rows(*self._page_sql(limit, after, with_total=after is None))
+        data = [self._item(row[:5]) for row in rows]
         next_cursor = None
         if len(rows) == limit:
-            key, _, _, last, _ = rows[-1]
+            key, _, _, last, _ = rows[-1][:5]
             next_cursor = f"{last or 0}.{key}"
-        return {"data": data, "next_cursor": next_cursor, "total": self.total()}
+        total = (int(rows[0][5]) if rows else 0) if after is None else self.total()
+        return {"data": data, "next_cursor": next_cursor, "total": total}
 
     def total(self) -> int:
         params = Params(self.storage.dialect)

@@ -295,22 +295,32 @@ def load_people(
             start = did.window.bounds(now)[0]
             since = None if since is None or start is None else min(since, start)
             names[did.event] = (props or did.where is not None, since)
-    for name, (props, since) in names.items():
+    if names:
+        # One read for every name (one pass over each person's events), bodies only if needed.
+        props = any(p for p, _ in names.values())
+        starts = [since for _, since in names.values()]
+        since = None if any(s is None for s in starts) else min(s for s in starts if s is not None)
         body = ", e.body" if props else ""
         join = " JOIN events e ON e.seq = x.seq" if props else ""
         clause = " AND x.timestamp_ms >= ?" if since is not None else ""
-        params: list[Any] = [*live, name] + ([since] if since is not None else [])
+        name_marks = ",".join("?" * len(names))
+        params: list[Any] = [*live, *names] + ([since] if since is not None else [])
         for row in store.rows(
-            f"SELECT x.person_id, x.timestamp_ms{body} FROM person_events x{join} "
-            f"WHERE x.person_id IN ({marks}) AND x.event = ? AND x.type = 'track'{clause}",
+            f"SELECT x.person_id, x.event, x.timestamp_ms{body} FROM person_events x{join} "
+            f"WHERE x.person_id IN ({marks}) AND x.event IN ({name_marks}) "
+            f"AND x.type = 'track'{clause}",
             params,
         ):
+            name = row[1]
+            wanted_props, name_since = names[name]
+            if name_since is not None and row[2] < name_since:
+                continue
             properties: dict[str, Any] = {}
-            if props:
-                message = _decode(row[2])
+            if wanted_props:
+                message = _decode(row[3])
                 found = message.get("properties") if isinstance(message, dict) else None
                 properties = found if isinstance(found, dict) else {}
-            live[row[0]].events.setdefault(name, []).append((row[1], properties))
+            live[row[0]].events.setdefault(name, []).append((row[2], properties))
     if any(segment_names(c) for c in conditions):
         for pid, name in store.rows(
             "SELECT m.person_id, s.name FROM segment_members m JOIN segments s "

@@ -288,9 +288,12 @@ def _did(d: Did, ctx: _Ctx) -> str:
         member, having = False, "count(*) >= 1"
     else:  # at_most n: not among those with more
         member, having = False, f"count(*) > {ctx.p(n)}"
-    owner, events = _event_source(ctx)
-    clauses = [f"x.workspace_id = {ctx.p(ctx.workspace_id)}", f"e.event = {ctx.p(d.event)}",
-               "e.type = 'track'"]  # fmt: skip
+    owner, events = _event_source(ctx, needs_body=d.where is not None)
+    # person_events carries the name and type: filtering there uses its (workspace, event, time)
+    # index and reads the log (for properties) only when there is a `where`.
+    named = "e" if ctx.accounts else "x"
+    clauses = [f"x.workspace_id = {ctx.p(ctx.workspace_id)}", f"{named}.event = {ctx.p(d.event)}",
+               f"{named}.type = 'track'"]  # fmt: skip
     start, end = d.window.bounds(ctx.now_ms)
     if start is not None:
         clauses.append(f"x.timestamp_ms >= {ctx.p(start)}")
@@ -306,11 +309,13 @@ def _did(d: Did, ctx: _Ctx) -> str:
     return f"({key} {'IN' if member else 'NOT IN'} ({subquery}))"
 
 
-def _event_source(ctx: _Ctx) -> tuple[str, str]:
+def _event_source(ctx: _Ctx, *, needs_body: bool) -> tuple[str, str]:
     """(the owner column, the FROM clause) of the events a `did` counts."""
     if ctx.accounts:
         return "group_id", "account_events x JOIN events e ON e.seq = x.seq"
-    return "person_id", "person_events x JOIN events e ON e.seq = x.seq"
+    if needs_body:
+        return "person_id", "person_events x JOIN events e ON e.seq = x.seq"
+    return "person_id", "person_events x"
 
 
 def _where(where: Condition, ctx: _Ctx) -> str:

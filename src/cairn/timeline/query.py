@@ -129,8 +129,9 @@ def _bounds(q: TimelineQuery, ts: str, key: str, rank: int) -> tuple[list[str], 
     if q.cursor is not None:
         c_ts, c_rank, c_key = q.cursor
         if c_rank == rank:
-            clauses.append(f"({ts} < ? OR ({ts} = ? AND {key} < ?))")
-            params += [c_ts, c_ts, c_key]
+            # a row value, so both backends read it as one index range
+            clauses.append(f"({ts}, {key}) < (?, ?)")
+            params += [c_ts, c_key]
         elif rank > c_rank:  # this kind sorts before the cursor's within one millisecond
             clauses.append(f"{ts} < ?")
             params.append(c_ts)
