@@ -109,7 +109,10 @@ def start_noop() -> Server:
     return _spawn("noop", args, port)
 
 
-def start_cairn(name: str, *, data_dir: Path, database_url: str = "") -> Server:
+def start_cairn(
+    name: str, *, data_dir: Path, database_url: str = "", pipeline: bool = True
+) -> Server:
+    """`cairn serve`; `pipeline=False` measures the collector alone (`--no-pipeline`)."""
     port = free_port()
     args = [
         sys.executable,
@@ -123,6 +126,8 @@ def start_cairn(name: str, *, data_dir: Path, database_url: str = "") -> Server:
     ]
     if database_url:
         args += ["--database-url", database_url]
+    if not pipeline:
+        args.append("--no-pipeline")
     return _spawn(name, args, port)
 
 
