@@ -99,7 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Run the pipeline (identity, profiles, accounts, timeline) inside `cairn serve`. Turn off "
         "when separate `cairn worker` processes run it.",
     ),
-    Setting("pipeline_batch", int, 500, "Log entries the pipeline processes per transaction."),
+    Setting(
+        "pipeline_batch", int, 2000, "Most log entries the pipeline processes per transaction."
+    ),
     Setting(
         "identity_max_identifiers",
         int,
@@ -162,7 +164,7 @@ class Settings:
     source_cache_seconds: float = 5.0
     log_level: str = "info"
     pipeline: bool = True
-    pipeline_batch: int = 500
+    pipeline_batch: int = 2000
     identity_max_identifiers: int = 100
     identity_junk_ids: str = ""
     identity_email: bool = False

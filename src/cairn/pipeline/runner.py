@@ -112,6 +112,7 @@ class Pipeline:
         self.batches = 0
         self.stale_batches = 0
         self._releasing = False
+        self._thread_state = threading.local()
         self._sources: dict[str, bool] = {}
         self._sources_at = 0.0
         self.store.ensure_cursor(name)
@@ -126,6 +127,9 @@ class Pipeline:
     # one batch ------------------------------------------------------------------------------
     def run_batch(self) -> int:
         """Process the next batch of the log; return how many log entries it consumed."""
+        if not getattr(self._thread_state, "relaxed", False):
+            self.store.relax_durability()
+            self._thread_state.relaxed = True
         for attempt in range(_MAX_STALE_RETRIES):
             cursor = self.store.cursor(self.name)
             entries = self.storage.read_log(cursor.position, self.batch_size)

@@ -109,6 +109,14 @@ class PeopleStore:
             params = [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
         return self.storage.rows(self.sql(sql), params)
 
+    def relax_durability(self) -> None:
+        """On SQLite, commit this thread's derived-state transactions with `synchronous=NORMAL`:
+        a process crash still loses nothing, and a power cut can only lose the last batches, which
+        the pipeline redoes from the log (their cursor position is lost with them). The log itself
+        keeps the configured setting (FULL by default) on the writer's connection."""
+        if not self._pg:
+            self.storage.rows("PRAGMA synchronous=NORMAL")
+
     @contextmanager
     def tx(self) -> Iterator[Tx]:
         with self.storage.transaction() as conn:
