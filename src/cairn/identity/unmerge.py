@@ -19,7 +19,7 @@ from cairn.pipeline.event import Event
 from cairn.pipeline.stages import profiles
 from cairn.profiles.state import Profile
 from cairn.storage.base import LogEntry
-from cairn.storage.people import PERSON_COLUMNS, PeopleStore, Tx, decode_json
+from cairn.storage.people import MARK_DIRTY, PERSON_COLUMNS, PeopleStore, Tx, decode_json
 from cairn.storage.sql import EVENT_COLUMNS
 
 __all__ = ["recompute", "unmerge"]
@@ -64,11 +64,7 @@ def unmerge(store: PeopleStore, workspace_id: int, person_id: int, merge_id: str
         recompute(store, tx, root)
         recompute(store, tx, merged_id)
         for pid in {root, merged_id} | subtree:
-            tx.run(
-                "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms",
-                (pid, workspace_id, now),
-            )
+            tx.run(MARK_DIRTY, (pid, workspace_id, now))
         store.bump(tx)
     return {"merge_id": merge_id, "person_id": root, "restored_person_id": merged_id}
 

@@ -18,7 +18,14 @@ from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
 from cairn.pipeline.event import Event
 from cairn.profiles.state import Profile
-from cairn.storage.people import PIPELINE_CURSOR, CursorRow, PeopleStore, Tx, decode_json
+from cairn.storage.people import (
+    MARK_DIRTY,
+    PIPELINE_CURSOR,
+    CursorRow,
+    PeopleStore,
+    Tx,
+    decode_json,
+)
 
 if TYPE_CHECKING:
     from cairn.plans.store import PlanStore
@@ -359,9 +366,7 @@ class Batch:
             )
             tx.many(
                 "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, person_id) DO UPDATE "
-                "SET joined_ms = CASE WHEN excluded.joined_ms < account_members.joined_ms "
-                "THEN excluded.joined_ms ELSE account_members.joined_ms END",
+                f"VALUES (?, ?, ?, ?) {_KEEP_EARLIEST_JOIN}",
                 _member_rows(self),
             )
             tx.many(
@@ -391,10 +396,17 @@ class Batch:
             )
             # for the segment engine (and later consumers of person changes)
             tx.many(
-                "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms",
+                MARK_DIRTY,
                 [(p.id, p.workspace_id, self.now) for p in self.persons.values() if p.dirty],
             )
+
+
+# A membership written twice keeps the earliest join.
+_KEEP_EARLIEST_JOIN = (
+    "ON CONFLICT (workspace_id, group_id, person_id) DO UPDATE SET joined_ms = CASE WHEN "
+    "excluded.joined_ms < account_members.joined_ms THEN excluded.joined_ms "
+    "ELSE account_members.joined_ms END"
+)
 
 
 def _member_rows(batch: Batch) -> list[tuple[int, str, int, int]]:
@@ -427,9 +439,7 @@ def _write_merge(store: PeopleStore, tx: Tx, merge: Merge) -> None:
     tx.run(
         "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
         "SELECT workspace_id, group_id, ?, joined_ms FROM account_members WHERE person_id = ? "
-        "ON CONFLICT (workspace_id, group_id, person_id) DO UPDATE SET joined_ms = CASE WHEN "
-        "excluded.joined_ms < account_members.joined_ms THEN excluded.joined_ms "
-        "ELSE account_members.joined_ms END",
+        f"{_KEEP_EARLIEST_JOIN}",
         (new, old),
     )
     tx.run("DELETE FROM account_members WHERE person_id = ?", (old,))

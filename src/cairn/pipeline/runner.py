@@ -287,16 +287,7 @@ class Pipeline:
                 raise NotFound(f"no open dead letter {sorted(missing)[0]}")
         resolved = failed = 0
         for letter in letters:
-            entry = self._log_entry(letter.seq)
-            dead = {entry.seq}
-            for _ in range(_MAX_STALE_RETRIES):
-                cursor = self.store.cursor(self.name)
-                try:
-                    dead = self._apply(cursor, [entry], position=cursor.position)
-                except StaleBatch:
-                    continue
-                break
-            if dead:
+            if self._reapply(letter.seq):
                 failed += 1
                 continue
             with self.store.tx() as tx:
@@ -313,16 +304,9 @@ class Pipeline:
         pass now are released and applied; those still blocked stay, with the new violations."""
         released = still = 0
         for seq in self.plans.quarantined_seqs(workspace_id, list(seqs) if seqs else None):
-            entry = self._log_entry(seq)
             self._releasing = True
             try:
-                for _ in range(_MAX_STALE_RETRIES):
-                    cursor = self.store.cursor(self.name)
-                    try:
-                        self._apply(cursor, [entry], position=cursor.position)
-                    except StaleBatch:
-                        continue
-                    break
+                self._reapply(seq)
             finally:
                 self._releasing = False
             open_now = self.store.rows(
@@ -333,6 +317,18 @@ class Pipeline:
             else:
                 released += 1
         return {"released": released, "blocked": still}
+
+    def _reapply(self, seq: int) -> set[int]:
+        """Run one logged event through the stages again, the cursor staying where it is; the
+        dead-lettered sequence numbers (the event's own when every try met a stale batch)."""
+        entry = self._log_entry(seq)
+        for _ in range(_MAX_STALE_RETRIES):
+            cursor = self.store.cursor(self.name)
+            try:
+                return self._apply(cursor, [entry], position=cursor.position)
+            except StaleBatch:
+                continue
+        return {seq}
 
     def _log_entry(self, seq: int) -> LogEntry:
         rows = self.store.rows(f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq = ?", (seq,))

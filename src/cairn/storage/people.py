@@ -18,7 +18,15 @@ from cairn.errors import Conflict
 from cairn.ingest.timestamps import now_ms
 from cairn.storage.sql import SQLStorage
 
-__all__ = ["PIPELINE_CURSOR", "CursorRow", "PeopleStore", "StaleBatch", "Tx", "decode_json"]
+__all__ = [
+    "MARK_DIRTY",
+    "PIPELINE_CURSOR",
+    "CursorRow",
+    "PeopleStore",
+    "StaleBatch",
+    "Tx",
+    "decode_json",
+]
 
 PIPELINE_CURSOR = "pipeline"
 _CHUNK = 500
@@ -241,6 +249,11 @@ class PeopleStore:
         )
 
 
+# Marks a person whose derived state changed, for the segment engine (pipeline and unmerge).
+MARK_DIRTY = (
+    "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
+    "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms"
+)
 PERSON_COLUMNS = (
     "id, workspace_id, merged_into, traits, trait_ts, event_counts, first_seen_ms, last_seen_ms, "
     "events, revenue_micros, user_ids, identifiers, identifiers_refused, created_ms, updated_ms"
