@@ -16,20 +16,14 @@ from segment.analytics import Client as SegmentClient
 
 from tests.support.receiver import Answer, Receiver, receiving
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 ALLOW = {"CAIRN_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
 
 
 def _wait(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
+    return wait_for(check, timeout)
 
 
 def _client(server: ServerProcess) -> SegmentClient:

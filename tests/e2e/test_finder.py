@@ -17,6 +17,7 @@ import pytest
 from segment.analytics import Client as SegmentClient
 
 from tests.support.server import ServerProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,14 +25,7 @@ QUERY = 'plan = "pro" and did "Order Completed" at least 2 times in last 30 days
 
 
 def _wait(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
+    return wait_for(check, timeout)
 
 
 def _world(server: ServerProcess) -> Any:

@@ -16,6 +16,7 @@ from cairn.pipeline.stages.identity import Attribution
 from cairn.storage.people import StaleBatch
 from cairn.storage.sql import SQLStorage
 from tests.support.pipeline import Log, accounts_snapshot, msg, snapshot
+from tests.support.waiting import wait_for
 
 T = 1_767_225_600_000
 
@@ -183,11 +184,7 @@ def test_runner_thread_follows_the_log_and_hands_over_the_lease(
 
 
 def _wait(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
+    wait_for(condition, timeout)
 
 
 @pytest.mark.postgres
