@@ -36,6 +36,15 @@ __all__ = ["Runtime", "build_app", "open_runtime"]
 
 log = logging.getLogger(__name__)
 
+_OWN_LOG_POLL_SECONDS = 0.2
+_SHARED_LOG_POLL_SECONDS = 0.05
+
+
+def _workers(settings: Settings) -> int:
+    from cairn.server import default_workers
+
+    return settings.workers or default_workers()
+
 
 @dataclass
 class Runtime:
@@ -77,7 +86,14 @@ def open_runtime(settings: Settings) -> Runtime:
     automations = (
         AutomationEngine.from_settings(pipeline.store, settings) if settings.pipeline else None
     )
-    runner = Runner(pipeline, followers=[engine, automations]) if automations else None
+    # With several server processes the log writer of this one sees only its own commits: the
+    # runner then also polls the log, often enough that other workers' events wait no longer.
+    idle = _SHARED_LOG_POLL_SECONDS if _workers(settings) > 1 else _OWN_LOG_POLL_SECONDS
+    runner = (
+        Runner(pipeline, idle_seconds=idle, followers=[engine, automations])
+        if automations
+        else None
+    )
     if runner is not None and automations is not None:
         automations.set_wake(runner.wake)
     collector = Collector(writer, sources, settings)

@@ -63,57 +63,64 @@ def main() -> None:
     help="Run the pipeline in this process [env: CAIRN_PIPELINE; default on]. Turn off when "
     "`cairn worker` processes run it.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Server processes sharing the port [env: CAIRN_WORKERS; default 0: one per core, at "
+    "most 4].",
+)
 def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     database_url: str | None,
     pipeline: bool | None,
+    workers: int | None,
 ) -> None:
-    """Run the collector, the API, the UI and the pipeline in one process."""
-    import uvicorn
-
+    """Run the collector, the API, the UI and the pipeline (in one process or several)."""
     from cairn.app import build_app, open_runtime
+    from cairn.server import default_workers, refuse_taken_port, run_server
 
     settings = _settings(
-        host=host, port=port, data_dir=data_dir, database_url=database_url, pipeline=pipeline
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        pipeline=pipeline,
+        workers=workers,
     )
+    count = settings.workers or default_workers()
+    if count > 1:
+        try:
+            refuse_taken_port(settings.host, settings.port)
+        except OSError as exc:
+            _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}")
+        # Migrate and bootstrap once, before the workers start; they open their own storage.
+        storage = storage_for(settings)
+        try:
+            first = bootstrap(storage)
+            _print_banner(settings, storage, first.token if first else None, count)
+        finally:
+            storage.close()
+        try:
+            code = run_server(settings, count, build_app)
+        except OSError as exc:
+            _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}")
+            raise
+        sys.exit(code)
     runtime = open_runtime(settings)
     first = bootstrap(runtime.storage)
-    _print_banner(settings, runtime.storage, first.token if first else None)
-    app = build_app(settings, runtime)
-    _tune_runtime()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    _print_banner(settings, runtime.storage, first.token if first else None, 1)
+    sys.exit(run_server(settings, 1, lambda s: build_app(s, runtime)))
 
 
-def _tune_runtime() -> None:
-    """Ingest allocates thousands of short-lived dicts per request; collecting them in larger
-    generations and freezing the startup heap keeps the collector from rescanning the app."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-    # The log writer thread needs the GIL only briefly between long GIL-free SQLite calls; with the
-    # default 5 ms switch interval each of those hand-overs waits behind the busy event loop.
-    sys.setswitchinterval(0.0005)
-
-
-def _print_banner(settings: Settings, storage: Storage, token: str | None) -> None:
+def _print_banner(settings: Settings, storage: Storage, token: str | None, workers: int) -> None:
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     workspace = storage.workspace_by_name(DEFAULT_WORKSPACE)
     sources = storage.list_sources(workspace.id) if workspace else []
     where = settings.database_url.split("@")[-1] if settings.database_url else settings.sqlite_path
-    lines = [f"Cairn is starting on {base}  (database: {where})"]
+    processes = f", {workers} worker processes" if workers > 1 else ""
+    lines = [f"Cairn is starting on {base}  (database: {where}{processes})"]
     if sources:
         lines.append(f"  write key ({sources[0].name}):  {sources[0].write_key}")
     if token:

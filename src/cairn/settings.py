@@ -37,6 +37,14 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "Address `cairn serve` listens on."),
     Setting("port", int, 8000, "Port `cairn serve` listens on."),
+    Setting(
+        "workers",
+        int,
+        0,
+        "Processes `cairn serve` runs, sharing the port (SO_REUSEPORT), each with its own log "
+        "writer; 0 means one per core, at most 4. The pipeline runs in one of them at a time "
+        "(its lease).",
+    ),
     Setting("data_dir", Path, Path("cairn-data"), "Folder for the embedded SQLite database."),
     Setting(
         "database_url",
@@ -150,6 +158,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 0
     data_dir: Path = Path("cairn-data")
     database_url: str = ""
     public_url: str = ""

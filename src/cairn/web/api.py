@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import msgspec
@@ -187,7 +188,9 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
         return {
             "events": storage.count_events(token.workspace_id),
             "last_seq": storage.last_seq(),
+            # The writer's counters are this process's: with several workers, each has its own.
             "writer": {
+                "process": os.getpid(),
                 "pending": writer.pending,
                 "commits": s.commits,
                 "events": s.events,
