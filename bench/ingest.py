@@ -56,6 +56,7 @@ class Options:
     postgres_url: str
     markdown: bool
     profile: Path | None
+    workers: int | None
 
 
 async def _drive(server: Server, write_key: str, config: LoadConfig, profile: Path | None) -> Row:
@@ -74,7 +75,7 @@ def _start_profiler(pid: int, config: LoadConfig, out: Path) -> asyncio.Task[int
     """py-spy over the measured window (raw collapsed stacks in `out`), started after warm-up."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     args = [spy, "record", "--pid", str(pid), "--duration", str(int(config.duration)),
-            "--rate", "200", "--nonblocking", "--threads", "--format", "raw",
+            "--rate", "200", "--nonblocking", "--threads", "--subprocesses", "--format", "raw",
             "--output", str(out)]  # fmt: skip
 
     async def run() -> int:
@@ -167,7 +168,7 @@ def run_sqlite(options: Options) -> list[Row]:
     )
     # The collector alone, as issue 2 defines it: with the pipeline in the same process the
     # prefilled backlog would be processed during the measurement (bench/pipeline.py measures that).
-    server = start_cairn("cairn-sqlite", data_dir=data_dir, pipeline=False)
+    server = start_cairn("cairn-sqlite", data_dir=data_dir, pipeline=False, workers=options.workers)
     try:
         database = f"sqlite:///{data_dir / 'cairn.db'}"
         rows = run_cairn("cairn sqlite", server, prefilled, database, options, options.profile)
@@ -204,7 +205,11 @@ def run_postgres(options: Options) -> list[Row]:
     url = copy_postgres(prefilled)
     print(f"postgres: copied the prefilled database in {time.monotonic() - started:.1f} s")
     server = start_cairn(
-        "cairn-postgres", data_dir=DATA / "run-postgres", database_url=url, pipeline=False
+        "cairn-postgres",
+        data_dir=DATA / "run-postgres",
+        database_url=url,
+        pipeline=False,
+        workers=options.workers,
     )
     try:
         rows = run_cairn("cairn postgres", server, prefilled, url, options)
@@ -227,6 +232,8 @@ def _arguments() -> Options:
                                                                   POSTGRES_URL))  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the SQLite row here")
+    parser.add_argument("--workers", type=int,
+                        help="cairn serve --workers N (default: Cairn's own, one per core)")  # fmt: skip
     args = parser.parse_args()
     return Options(
         events_stored=args.events_stored or (50_000 if args.quick else 5_000_000),
@@ -237,13 +244,16 @@ def _arguments() -> Options:
         postgres_url=args.postgres_url,
         markdown=args.markdown,
         profile=args.profile,
+        workers=args.workers,
     )
 
 
 def main() -> None:
     options = _arguments()
+    workers = options.workers if options.workers is not None else "default"
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.2f} before the run", flush=True)  # fmt: skip
+          f"{os.getloadavg()[0]:.2f} before the run; cairn serve --workers {workers}",
+          flush=True)  # fmt: skip
     rows: list[Row] = []
     skipped: list[str] = []
     if "noop" in options.only:

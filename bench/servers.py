@@ -110,9 +110,15 @@ def start_noop() -> Server:
 
 
 def start_cairn(
-    name: str, *, data_dir: Path, database_url: str = "", pipeline: bool = True
+    name: str,
+    *,
+    data_dir: Path,
+    database_url: str = "",
+    pipeline: bool = True,
+    workers: int | None = None,
 ) -> Server:
-    """`cairn serve`; `pipeline=False` measures the collector alone (`--no-pipeline`)."""
+    """`cairn serve`; `pipeline=False` measures the collector alone (`--no-pipeline`); `workers`
+    is `--workers` (None: Cairn's default, one process per core)."""
     port = free_port()
     args = [
         sys.executable,
@@ -128,6 +134,8 @@ def start_cairn(
         args += ["--database-url", database_url]
     if not pipeline:
         args.append("--no-pipeline")
+    if workers is not None:
+        args += ["--workers", str(workers)]
     return _spawn(name, args, port)
 
 
@@ -145,16 +153,43 @@ class Usage:
         return max(self.rss_mb, default=0.0)
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (`cairn serve --workers N` is a parent and N workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(child) for child in children]
+    return found
+
+
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The sum of `VmRSS` over the process tree (pages shared by forked workers count once per
+    process: an upper bound on what the server holds)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(ln.split()[1]) for ln in lines if ln.startswith("VmRSS:")), 0)
+    return total / 1024
 
 
 def _process_ticks(pid: int | str) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
     return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def _tree_ticks(pid: int) -> int:
+    return sum(_process_ticks(member) for member in _tree(pid))
 
 
 def _machine_busy_ticks() -> int:
@@ -168,7 +203,7 @@ def machine_busy_seconds() -> float:
 
 
 def _ticks(pid: int) -> tuple[int, int, int]:
-    return _process_ticks(pid), _process_ticks("self"), _machine_busy_ticks()
+    return _tree_ticks(pid), _process_ticks("self"), _machine_busy_ticks()
 
 
 async def watch(pid: int, delay: float, duration: float, usage: Usage) -> None:

@@ -14,6 +14,7 @@ to the parent stops every worker gracefully (each commits what it accepted befor
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -90,7 +91,9 @@ def run_server(settings: Settings, workers: int, make_app: Callable[[Settings], 
         app = make_app(settings)
         tune_runtime()
         server = uvicorn.Server(_config(app, settings))
-        server.run()
+        # uvicorn raises the SIGINT it handled again as it returns (uvicorn.run swallows it too).
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
         return 0 if server.started else _STARTUP_FAILURE
     refuse_taken_port(settings.host, settings.port)
     reserved = _bind(settings.host, settings.port)
@@ -236,7 +239,7 @@ class _Supervisor:
         try:
             _die_with_parent()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
+                signal.signal(sig, _exit_quietly)
             self.reserved.close()
             os.close(self.ready_read)
             code = _serve_worker(self.settings, self.make_app, self.ready_write)
@@ -248,6 +251,12 @@ class _Supervisor:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    """A worker's SIGINT/SIGTERM outside uvicorn's own handlers: before it starts, and once more
+    after its graceful shutdown (uvicorn raises the signal it caught again as it returns)."""
+    raise SystemExit(0)
 
 
 def _die_with_parent() -> None:
