@@ -34,12 +34,22 @@ def _condition(text: str) -> Condition:
     return where_from_json(_decode(text))
 
 
+class _Properties(msgspec.Struct):
+    """The one field of a message a `where` reads: decoding skips the others unbuilt."""
+
+    properties: Any = None
+
+
+_decode_properties = msgspec.json.Decoder(_Properties).decode
+
+
 def _where(body: bytes | str, condition: str, now_ms: int) -> int:
     try:
-        message = _decode(body)
+        properties = _decode_properties(body).properties
+    except msgspec.ValidationError:  # not an object: no properties
+        properties = None
     except msgspec.DecodeError:
         return 0
-    properties = message.get("properties") if isinstance(message, dict) else None
     if not isinstance(properties, dict):
         properties = {}
     return int(property_matches(_condition(condition), properties, now_ms))

@@ -9,6 +9,7 @@ every connection) and PostgreSQL uses `cairn_time(jsonb)` (migration 0004) and j
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,24 +63,59 @@ class _Ctx:
     now_ms: int
     params: Params
     accounts: bool = False  # compiling over accounts (traits are the account's)
+    narrowed: bool = False  # cheaper sibling tests run first: count events per candidate
 
     def p(self, value: Any) -> str:
         return self.params.p(value)
 
+    def but(self, *, narrowed: bool) -> _Ctx:
+        return _Ctx(self.dialect, self.workspace_id, self.now_ms, self.params, self.accounts,
+                    narrowed)  # fmt: skip
+
 
 def compile_people(cond: Condition, workspace_id: int, now_ms: int, params: Params) -> str:
     """WHERE clause over `persons p`; its parameters are added to `params`."""
-    return _cond(cond, _Ctx(params.dialect, workspace_id, now_ms, params))
+    return _top(cond, _Ctx(params.dialect, workspace_id, now_ms, params))
 
 
 def compile_accounts(cond: Condition, workspace_id: int, now_ms: int, params: Params) -> str:
     """WHERE clause over `accounts a`: traits are the account's, events its own."""
-    return _cond(cond, _Ctx(params.dialect, workspace_id, now_ms, params, accounts=True))
+    return _top(cond, _Ctx(params.dialect, workspace_id, now_ms, params, accounts=True))
+
+
+# Cheapest first: SQLite tests the terms of an AND in the order written, so the column tests and
+# the trait tests (one JSON read per row) cut the candidates before any event is counted.
+_COST = {"profile": 0, "trait": 1, "account_trait": 2}
+
+
+def _cost(cond: Condition) -> int:
+    if isinstance(cond, Predicate):
+        return _COST[cond.scope]
+    if isinstance(cond, InSegment):
+        return 3
+    return 5 if isinstance(cond, Did) else 4
+
+
+def _all(cond: All, ctx: _Ctx, each: Callable[[Condition, _Ctx], str]) -> str:
+    """The items cheapest first; a test beside them narrows the candidates of event counts."""
+    narrowed = ctx.narrowed or any(isinstance(c, Predicate) for c in cond.items)
+    inner = ctx.but(narrowed=narrowed)
+    return "(" + " AND ".join(each(c, inner) for c in sorted(cond.items, key=_cost)) + ")"
+
+
+def _top(cond: Condition, ctx: _Ctx) -> str:
+    """The condition as the whole WHERE clause. There a NULL test drops the row as false does,
+    so the terms of a top-level AND go bare (no `coalesce`), and indexes can serve them."""
+    if isinstance(cond, All):
+        return _all(cond, ctx, _top)
+    if isinstance(cond, Predicate):
+        return _predicate(cond, ctx)
+    return _cond(cond, ctx)
 
 
 def _cond(cond: Condition, ctx: _Ctx) -> str:
     if isinstance(cond, All):
-        return "(" + " AND ".join(_cond(c, ctx) for c in cond.items) + ")"
+        return _all(cond, ctx, _cond)
     if isinstance(cond, AnyOf):
         return "(" + " OR ".join(_cond(c, ctx) for c in cond.items) + ")"
     if isinstance(cond, Not):
@@ -111,10 +147,12 @@ def _predicate(pred: Predicate, ctx: _Ctx) -> str:
         if ctx.accounts:
             raise ConditionError("account.… is for people; over accounts, name the trait itself")
         inner = _on_json("ax.traits", pred, ctx)
+        # Uncorrelated: the workspace's accounts are few, and their members' ids can drive the
+        # scan of persons (by primary key) instead of testing every person.
         return (
-            "EXISTS (SELECT 1 FROM account_members am JOIN accounts ax ON ax.workspace_id = "
-            "am.workspace_id AND ax.group_id = am.group_id "
-            f"WHERE am.person_id = p.id AND {inner})"
+            "(p.id IN (SELECT am.person_id FROM account_members am JOIN accounts ax ON "
+            "ax.workspace_id = am.workspace_id AND ax.group_id = am.group_id "
+            f"WHERE ax.workspace_id = {ctx.p(ctx.workspace_id)} AND {inner}))"
         )
     return _on_json(f"{owner}.traits", pred, ctx)
 
@@ -182,10 +220,10 @@ def _sqlite_scalar(kind: str, value: str, pred: Predicate, ctx: _Ctx) -> str:
         parts = [_sqlite_equal(kind, value, v, ctx) for v in flags]
         if texts:
             marks = ", ".join(ctx.p(v) for v in texts)
-            parts.append(f"({kind} = 'text' AND {value} IN ({marks}))")
+            parts.append(_then(f"{value} IN ({marks})", f"{kind} = 'text'"))
         if numbers:
             marks = ", ".join(ctx.p(v) for v in numbers)
-            parts.append(f"({kind} IN ('integer', 'real') AND {value} IN ({marks}))")
+            parts.append(_then(f"{value} IN ({marks})", f"{kind} IN ('integer', 'real')"))
         return "(" + (" OR ".join(parts) or "1 = 0") + ")"
     if op in ("contains", "starts_with", "ends_with"):
         needle = ascii_lower(expected)
@@ -197,10 +235,10 @@ def _sqlite_scalar(kind: str, value: str, pred: Predicate, ctx: _Ctx) -> str:
             test = f"substr(lower({value}), 1, {ctx.p(len(needle))}) = {ctx.p(needle)}"
         else:
             test = f"substr(lower({value}), -{ctx.p(len(needle))}) = {ctx.p(needle)}"
-        return f"({kind} = 'text' AND {test})"
+        return _then(test, f"{kind} = 'text'")
     if op in (">", ">=", "<", "<="):
         types = "('integer', 'real')" if _is_number(expected) else "('text')"
-        return f"({kind} IN {types} AND {value} {op} {ctx.p(expected)})"
+        return _then(f"{value} {op} {ctx.p(expected)}", f"{kind} IN {types}")
     return _time(f"cairn_time({kind}, {value})", pred, ctx)
 
 
@@ -210,8 +248,14 @@ def _sqlite_equal(kind: str, value: str, expected: Any, ctx: _Ctx) -> str:
     if isinstance(expected, bool):
         return f"({kind} = {ctx.p('true' if expected else 'false')})"
     if _is_number(expected):
-        return f"({kind} IN ('integer', 'real') AND {value} = {ctx.p(expected)})"
-    return f"({kind} = 'text' AND {value} = {ctx.p(expected)})"
+        return _then(f"{value} = {ctx.p(expected)}", f"{kind} IN ('integer', 'real')")
+    return _then(f"{value} = {ctx.p(expected)}", f"{kind} = 'text'")
+
+
+def _then(test: str, kind_test: str) -> str:
+    """`test AND kind_test`, reading the JSON a second time (for the type) only when `test`
+    holds: SQLite evaluates both sides of an AND inside an expression, but CASE lazily."""
+    return f"(CASE WHEN {test} THEN {kind_test} ELSE 0 END)"
 
 
 def _time(moment: str, pred: Predicate, ctx: _Ctx) -> str:
@@ -279,7 +323,33 @@ def _did(d: Did, ctx: _Ctx) -> str:
     op, n = ("exactly", 0) if d.negate else (d.count_op, d.n)
     if op == "at_least" and n <= 0:
         return "(1 = 1)"
-    # Persons whose count passes `HAVING`; or, for tests true at zero, persons not failing it.
+    needs_body = d.where is not None
+    owner, events = _event_source(ctx, needs_body=needs_body)
+    # person_events carries the name and type: filtering there uses its (workspace, event, time)
+    # index (or (person, event, time) per person) and reads the log only for a `where`. The type
+    # is read from the row already fetched: the log's when it is joined, else person_events'.
+    named = "e" if ctx.accounts else "x"
+    typed = "e" if ctx.accounts or needs_body else "x"
+    clauses = [f"{named}.event = {ctx.p(d.event)}", f"{typed}.type = 'track'"]
+    if ctx.accounts or not ctx.narrowed:  # a person's id is the workspace's already
+        clauses.insert(0, f"x.workspace_id = {ctx.p(ctx.workspace_id)}")
+    start, end = d.window.bounds(ctx.now_ms)
+    if start is not None:
+        clauses.append(f"x.timestamp_ms >= {ctx.p(start)}")
+    if end is not None:
+        clauses.append(f"x.timestamp_ms <= {ctx.p(end)}")
+    if d.where is not None:
+        clauses.append(_where(d.where, ctx))
+    key = "a.group_id" if ctx.accounts else "p.id"
+    if ctx.narrowed:
+        # Cheaper tests beside this one have already cut the candidates: count each candidate's
+        # own events rather than every owner's.
+        sign = {"at_least": ">=", "exactly": "=", "at_most": "<="}[op]
+        return (
+            f"((SELECT count(*) FROM {events} WHERE x.{owner} = {key} AND "
+            f"{' AND '.join(clauses)}) {sign} {ctx.p(n)})"
+        )
+    # Owners whose count passes `HAVING`; or, for tests true at zero, owners not failing it.
     if op == "at_least":
         member, having = True, f"count(*) >= {ctx.p(n)}"
     elif op == "exactly" and n > 0:
@@ -288,24 +358,10 @@ def _did(d: Did, ctx: _Ctx) -> str:
         member, having = False, "count(*) >= 1"
     else:  # at_most n: not among those with more
         member, having = False, f"count(*) > {ctx.p(n)}"
-    owner, events = _event_source(ctx, needs_body=d.where is not None)
-    # person_events carries the name and type: filtering there uses its (workspace, event, time)
-    # index and reads the log (for properties) only when there is a `where`.
-    named = "e" if ctx.accounts else "x"
-    clauses = [f"x.workspace_id = {ctx.p(ctx.workspace_id)}", f"{named}.event = {ctx.p(d.event)}",
-               f"{named}.type = 'track'"]  # fmt: skip
-    start, end = d.window.bounds(ctx.now_ms)
-    if start is not None:
-        clauses.append(f"x.timestamp_ms >= {ctx.p(start)}")
-    if end is not None:
-        clauses.append(f"x.timestamp_ms <= {ctx.p(end)}")
-    if d.where is not None:
-        clauses.append(_where(d.where, ctx))
     subquery = (
         f"SELECT x.{owner} FROM {events} WHERE {' AND '.join(clauses)} "
         f"GROUP BY x.{owner} HAVING {having}"
     )
-    key = "a.group_id" if ctx.accounts else "p.id"
     return f"({key} {'IN' if member else 'NOT IN'} ({subquery}))"
 
 
