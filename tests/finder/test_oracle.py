@@ -496,3 +496,32 @@ def test_the_oracle_reads_the_documented_examples() -> None:
     assert as_time("2026-02-27T09:30:00+02:00") == as_time("2026-02-27T07:30:00Z")
     assert as_time("2026-03-01") == NOW
     assert as_time("2026-02-30") is None
+
+
+# The compile paths a random draw may miss ------------------------------------------------------
+_ORDERS = {"did": "Order Completed"}
+_TOTAL = {"property": "total", "op": ">", "value": 2}
+NARROWED = [
+    # an event count beside a cheaper test is counted per candidate, after the person's counters
+    {"and": [{"trait": "plan", "op": "exists"}, {**_ORDERS, "count": {"op": op, "n": n},
+                                                  "window": window, "where": _TOTAL}]}
+    for op in ("at_least", "exactly", "at_most")
+    for n in (0, 1, 2, 3)
+    for window in ("ever", {"last": 7, "unit": "days"}, {"last": 3, "unit": "days"},
+                   {"between": ["2026-02-14", "2026-02-25"]})
+] + [
+    {"and": [{"profile": "last_seen", "op": "within_last", "value": {"amount": 60, "unit": "days"}},
+             {"did_not": "Order Completed", "window": {"last": 14, "unit": "days"}}]},
+    {"not": {"and": [{"trait": "score", "op": ">", "value": 0},
+                     {**_ORDERS, "count": {"op": "at_least", "n": 2}}]}},
+    {"or": [{"and": [{"account_trait": "plan", "op": "=", "value": "pro"}, _ORDERS]},
+            {"not": {"account_trait": "plan", "op": "exists"}}]},
+    {"and": [{"trait": "plan", "op": "exists"}, {"did": "Signed Up", "where": {
+        "property": "tags", "op": "=", "value": "%"}}]},
+]  # fmt: skip
+
+
+def test_narrowed_event_counts_agree_with_the_oracle(log: Log) -> None:
+    ids = load(log, FIXED)
+    for condition in NARROWED:
+        check(log, FIXED, ids, condition)

@@ -344,11 +344,17 @@ def _did(d: Did, ctx: _Ctx) -> str:
     if ctx.narrowed:
         # Cheaper tests beside this one have already cut the candidates: count each candidate's
         # own events rather than every owner's.
+        # Counting stops where the answer is known (n, or n + 1), sparing the rest of a busy
+        # person's events and their bodies.
         sign = {"at_least": ">=", "exactly": "=", "at_most": "<="}[op]
-        return (
-            f"((SELECT count(*) FROM {events} WHERE x.{owner} = {key} AND "
-            f"{' AND '.join(clauses)}) {sign} {ctx.p(n)})"
+        enough = n if op == "at_least" else n + 1
+        count = (
+            f"((SELECT count(*) FROM (SELECT 1 FROM {events} WHERE x.{owner} = {key} AND "
+            f"{' AND '.join(clauses)} LIMIT {ctx.p(enough)}) AS c) {sign} {ctx.p(n)})"
         )
+        if ctx.accounts or op == "at_most" or n <= 0:
+            return count
+        return f"({_counted(d.event, n, start, end, ctx)} AND {count})"
     # Owners whose count passes `HAVING`; or, for tests true at zero, owners not failing it.
     if op == "at_least":
         member, having = True, f"count(*) >= {ctx.p(n)}"
@@ -363,6 +369,25 @@ def _did(d: Did, ctx: _Ctx) -> str:
         f"GROUP BY x.{owner} HAVING {having}"
     )
     return f"({key} {'IN' if member else 'NOT IN'} ({subquery}))"
+
+
+def _counted(event: str, n: int, start: int | None, end: int | None, ctx: _Ctx) -> str:
+    """What the person's counters (`persons.event_counts`: name -> [count, first ms, last ms],
+    all time) already rule out: fewer than `n` such events, or none inside the window. Reading
+    one column spares the index probes and event bodies of most candidates; it never decides a
+    match on its own."""
+    tests = [(0, ">=", n)] + ([(2, ">=", start)] if start is not None else [])
+    tests += [(1, "<=", end)] if end is not None else []
+    if ctx.dialect == "postgres":
+        entry = f"(p.event_counts -> {ctx.p(event)}::text)"
+        parts = [f"({entry} ->> {i})::bigint {sign} {ctx.p(v)}" for i, sign, v in tests]
+    elif _plain(event):
+        label = '$."' + event + '"'
+        parts = [f"json_extract(p.event_counts, {ctx.p(f'{label}[{i}]')}) {sign} {ctx.p(v)}"
+                 for i, sign, v in tests]  # fmt: skip
+    else:
+        return "(1 = 1)"
+    return f"coalesce({' AND '.join(parts)}, false)"
 
 
 def _event_source(ctx: _Ctx, *, needs_body: bool) -> tuple[str, str]:
