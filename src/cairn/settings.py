@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
         "when separate `cairn worker` processes run it.",
     ),
     Setting(
-        "pipeline_batch", int, 2000, "Most log entries the pipeline processes per transaction."
+        "pipeline_batch", int, 10000, "Most log entries the pipeline processes per transaction."
     ),
     Setting(
         "identity_max_identifiers",
@@ -173,7 +173,7 @@ class Settings:
     source_cache_seconds: float = 5.0
     log_level: str = "info"
     pipeline: bool = True
-    pipeline_batch: int = 2000
+    pipeline_batch: int = 10000
     identity_max_identifiers: int = 100
     identity_junk_ids: str = ""
     identity_email: bool = False

@@ -154,8 +154,12 @@ class Batch:
         self.accounts: dict[tuple[int, str], AccountRow] = {}
         self._new_by_person: dict[int, list[int]] = {}
         self.merges: list[Merge] = []
-        self.person_events: list[tuple[int, int, int, str, str | None, int]] = []
-        self.history: list[tuple[int, int | None, int | None, int | None, int, str, Any]] = []
+        # rows keep their Identifier: its person is read when the batch is written, after merges
+        self.person_events: list[tuple[int, int, Identifier, str, str | None, int]] = []
+        self.history: list[
+            tuple[int, int | None, Identifier | None, int | None, int, str, Any]
+        ] = []
+        self._merged_into: dict[int, set[int]] = {}  # person id: the loaded persons merged into it
         self.members: dict[tuple[int, str, int], int] = {}
         self.account_events: list[tuple[int, str, int, int]] = []
         self.dead_letters: list[tuple[int, int, str, str]] = []
@@ -183,6 +187,8 @@ class Batch:
         for row in self.store.persons(missing):
             person = person_from_row(row)
             self.persons[person.id] = person
+            if person.merged_into is not None:
+                self._merged_into.setdefault(person.merged_into, set()).add(person.id)
 
     def _remember(self, ident: Identifier) -> None:
         self._ids[(ident.workspace_id, ident.kind, ident.value)] = ident
@@ -268,10 +274,12 @@ class Batch:
         survivor.dirty = True
         merged.merged_into = survivor.id
         merged.dirty = True
-        for person in self.persons.values():
-            if person.merged_into == merged.id:
-                person.merged_into = survivor.id
-                person.dirty = True
+        into_survivor = self._merged_into.setdefault(survivor.id, set())
+        into_survivor.add(merged.id)
+        for pid in self._merged_into.pop(merged.id, ()):
+            self.persons[pid].merged_into = survivor.id
+            self.persons[pid].dirty = True
+            into_survivor.add(pid)
         moved = self._by_person.pop(merged.id, [])
         for ident in moved:
             ident.person_id = survivor.id
@@ -290,14 +298,13 @@ class Batch:
         self, ev: Event, person_id: int | None, ident: Identifier | None, kind: str, data: Any
     ) -> None:
         """A history entry: on `ident`'s person (moves with it) or, for identity entries, fixed."""
-        ident_id = ident.id if ident is not None else None
         self.history.append(
-            (ev.workspace_id, person_id, ident_id, ev.seq, ev.timestamp_ms, kind, data)
+            (ev.workspace_id, person_id, ident, ev.seq, ev.timestamp_ms, kind, data)
         )
 
     def attribute(self, ev: Event, ident: Identifier) -> None:
         self.person_events.append(
-            (ev.seq, ev.workspace_id, ident.id, ev.type, ev.event, ev.timestamp_ms)
+            (ev.seq, ev.workspace_id, ident, ev.type, ev.event, ev.timestamp_ms)
         )
 
     def account(self, ws: int, group_id: str) -> AccountRow:
@@ -337,39 +344,39 @@ class Batch:
             store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
             for merge in self.merges:
                 _write_merge(store, tx, merge)
-            tx.many(
+            tx.insert(
                 "INSERT INTO identifiers (id, workspace_id, kind, value, person_id, via_id, seq, "
                 "linked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
                  for i in self._ids.values() if i.new],
             )  # fmt: skip
-            tx.many(
+            tx.insert(
                 UPSERT_PERSON,
                 [person_params(store, p, self.now) for p in self.persons.values() if p.dirty],
             )
-            by_id = {i.id: i.person_id for i in self._ids.values()}
-            tx.many(
+            tx.insert(
                 "INSERT INTO person_events (seq, workspace_id, person_id, identifier_id, type, "
                 "event, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
-                [(seq, ws, by_id[iid], iid, kind, name_, ts)
-                 for seq, ws, iid, kind, name_, ts in self.person_events],
+                [(seq, ws, i.person_id, i.id, kind, name_, ts)
+                 for seq, ws, i, kind, name_, ts in self.person_events],
             )  # fmt: skip
-            tx.many(
+            tx.insert(
                 "INSERT INTO person_history (workspace_id, person_id, identifier_id, seq, at_ms, "
                 "kind, data) VALUES (?, ?, ?, ?, ?, ?, {j})",
-                [(ws, pid if iid is None else by_id[iid], iid, seq, at, kind, store.json(data))
-                 for ws, pid, iid, seq, at, kind, data in self.history],
+                [(ws, pid, None, seq, at, kind, store.json(data)) if i is None else
+                 (ws, i.person_id, i.id, seq, at, kind, store.json(data))
+                 for ws, pid, i, seq, at, kind, data in self.history],
             )  # fmt: skip
-            tx.many(
+            tx.insert(
                 _UPSERT_ACCOUNT,
                 [_account_params(store, a, self.now) for a in self.accounts.values() if a.dirty],
             )
-            tx.many(
+            tx.insert(
                 "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
                 f"VALUES (?, ?, ?, ?) {_KEEP_EARLIEST_JOIN}",
                 _member_rows(self),
             )
-            tx.many(
+            tx.insert(
                 "INSERT INTO account_events (workspace_id, group_id, seq, timestamp_ms) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 self.account_events,
@@ -395,7 +402,7 @@ class Batch:
                 [(self.now, seq) for seq in self.released],
             )
             # for the segment engine (and later consumers of person changes)
-            tx.many(
+            tx.insert(
                 MARK_DIRTY,
                 [(p.id, p.workspace_id, self.now) for p in self.persons.values() if p.dirty],
             )

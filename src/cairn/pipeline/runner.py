@@ -127,9 +127,9 @@ class Pipeline:
     # one batch ------------------------------------------------------------------------------
     def run_batch(self) -> int:
         """Process the next batch of the log; return how many log entries it consumed."""
-        if not getattr(self._thread_state, "relaxed", False):
-            self.store.relax_durability()
-            self._thread_state.relaxed = True
+        if not getattr(self._thread_state, "prepared", False):
+            self.store.pipeline_connection()
+            self._thread_state.prepared = True
         for attempt in range(_MAX_STALE_RETRIES):
             cursor = self.store.cursor(self.name)
             entries = self.storage.read_log(cursor.position, self.batch_size)
