@@ -266,9 +266,12 @@ def check(log: Log, world: World, ids: dict[str, int], condition: dict[str, Any]
     users = {pid: uid for uid, pid in ids.items()}
     expected = {p.user_id for p in world.people if oracle(condition, p, world, NOW)}
     searched = Search(log.storage, log.workspace.id, cond, now=NOW).ids()
+    # as the segment engine's backfill asks: every event count per candidate person
+    counted = Search(log.storage, log.workspace.id, cond, now=NOW, per_person=True).ids()
     loaded = load_people(log.store, list(users), [cond], NOW)
     live = {users[pid] for pid, data in loaded.items() if data and evaluate(cond, data, NOW)[0]}
     assert sorted(users[pid] for pid in searched) == sorted(expected), "search"
+    assert sorted(users[pid] for pid in counted) == sorted(expected), "search, per person"
     assert live == expected, "live evaluator"
 
 

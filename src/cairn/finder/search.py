@@ -53,16 +53,19 @@ class Search:
     condition: Condition | None  # None: everyone (the UI's export of all people)
     accounts: bool = False
     now: int = 0
+    per_person: bool = False  # count events per candidate (see `compile_people`)
 
     def __post_init__(self) -> None:
         self.now = self.now or now_ms()
 
     # SQL ----------------------------------------------------------------------------------------
     def _where(self, params: Params) -> str:
-        compile_ = compile_accounts if self.accounts else compile_people
         where = "1 = 1"
-        if self.condition is not None:
-            where = compile_(self.condition, self.workspace_id, self.now, params)
+        if self.condition is not None and self.accounts:
+            where = compile_accounts(self.condition, self.workspace_id, self.now, params)
+        elif self.condition is not None:
+            where = compile_people(self.condition, self.workspace_id, self.now, params,
+                                   per_person=self.per_person)  # fmt: skip
         if self.accounts:
             return f"a.workspace_id = {params.p(self.workspace_id)} AND {where}"
         # On SQLite, `+` keeps the planner off the partial index on (workspace, last seen):
@@ -128,11 +131,14 @@ class Search:
         sql = f"SELECT count(*) FROM {table} WHERE {self._where(params)}"
         return int(self._rows(sql, params.values)[0][0])
 
-    def ids(self) -> list[Any]:
+    def ids(self, first: int | None = None, last: int | None = None) -> list[Any]:
+        """Every match; of people, optionally only those with ids from `first` to `last`."""
         params = Params(self.storage.dialect)
         key = "a.group_id" if self.accounts else "p.id"
         table = "accounts a" if self.accounts else "persons p"
         sql = f"SELECT {key} FROM {table} WHERE {self._where(params)}"
+        if first is not None and last is not None and not self.accounts:
+            sql += f" AND p.id >= {params.p(first)} AND p.id <= {params.p(last)}"
         return [row[0] for row in self._rows(sql, params.values)]
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:

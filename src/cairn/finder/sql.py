@@ -73,9 +73,13 @@ class _Ctx:
                     narrowed)  # fmt: skip
 
 
-def compile_people(cond: Condition, workspace_id: int, now_ms: int, params: Params) -> str:
-    """WHERE clause over `persons p`; its parameters are added to `params`."""
-    return _top(cond, _Ctx(params.dialect, workspace_id, now_ms, params))
+def compile_people(
+    cond: Condition, workspace_id: int, now_ms: int, params: Params, *, per_person: bool = False
+) -> str:
+    """WHERE clause over `persons p`; its parameters are added to `params`. With `per_person`,
+    events are counted per candidate person (for a query that names few persons, such as a
+    range of ids), rather than for the whole workspace at once unless other tests narrow it."""
+    return _top(cond, _Ctx(params.dialect, workspace_id, now_ms, params, narrowed=per_person))
 
 
 def compile_accounts(cond: Condition, workspace_id: int, now_ms: int, params: Params) -> str:
