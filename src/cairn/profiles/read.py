@@ -174,8 +174,8 @@ def list_people(
             key = int(after[1])
         except ValueError:
             raise BadRequest(f"invalid cursor {cursor!r}", code="invalid_cursor") from None
-        where += " AND (last_seen_ms < ? OR (last_seen_ms = ? AND id < ?))"
-        params += [after[0], after[0], key]
+        where += " AND (last_seen_ms, id) < (?, ?)"  # a range on the last-seen index
+        params += [after[0], key]
     rows = store.rows(
         f"SELECT {PERSON_COLUMNS} FROM persons WHERE {where} "
         "ORDER BY last_seen_ms DESC, id DESC LIMIT ?",
@@ -227,8 +227,8 @@ def list_accounts(
     after = _page_cursor(cursor)
     where, params = "workspace_id = ?", list[Any]([workspace_id])
     if after is not None:
-        where += " AND (last_seen_ms < ? OR (last_seen_ms = ? AND group_id < ?))"
-        params += [after[0], after[0], after[1]]
+        where += " AND (last_seen_ms, group_id) < (?, ?)"
+        params += [after[0], after[1]]
     rows = store.rows(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {where} "
         "ORDER BY last_seen_ms DESC, group_id DESC LIMIT ?",

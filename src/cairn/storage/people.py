@@ -128,9 +128,12 @@ class PeopleStore:
     def sql(self, text: str) -> str:
         if self._pg:
             return (
-                text.replace("{j}", "?::jsonb").replace("?", "%s").replace("{greatest}", "GREATEST")
+                text.replace("{j}", "?::jsonb")
+                .replace("?", "%s")
+                .replace("{greatest}", "GREATEST")
+                .replace("{text}", "::text")
             )
-        return text.replace("{j}", "?").replace("{greatest}", "max")
+        return text.replace("{j}", "?").replace("{greatest}", "max").replace("{text}", "")
 
     def json(self, value: Any) -> str:
         """JSON text of a derived value. U+0000 becomes U+FFFD on both backends: PostgreSQL's
@@ -241,6 +244,12 @@ class PeopleStore:
 
     def identifiers(self, workspace_id: int, kind: str, values: Iterable[str]) -> list[Any]:
         """(id, kind, value, person_id, via_id) for the values that are linked."""
+        if self._pg:  # one statement, whatever the count
+            return self.rows(
+                "SELECT id, kind, value, person_id, via_id FROM identifiers WHERE workspace_id = ? "
+                "AND kind = ? AND value = ANY(?)",
+                (workspace_id, kind, [v.replace("\x00", "\ufffd") for v in values]),
+            )
         found: list[Any] = []
         for chunk in _chunks(list(values)):
             marks = ",".join("?" * len(chunk))
@@ -252,6 +261,10 @@ class PeopleStore:
         return found
 
     def persons(self, ids: Iterable[int]) -> list[Any]:
+        if self._pg:
+            return self.rows(
+                f"SELECT {PERSON_COLUMNS} FROM persons WHERE id = ANY(?)", (list(ids),)
+            )
         found: list[Any] = []
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
@@ -289,13 +302,16 @@ MARK_DIRTY = (
     "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
     "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms"
 )
+# JSON columns are read as text (`{text}`: `::text` on PostgreSQL) and decoded by msgspec, several
+# times faster than psycopg's jsonb loader (the standard library's json).
 PERSON_COLUMNS = (
-    "id, workspace_id, merged_into, traits, trait_ts, event_counts, first_seen_ms, last_seen_ms, "
-    "events, revenue_micros, user_ids, identifiers, identifiers_refused, created_ms, updated_ms"
+    "id, workspace_id, merged_into, traits{text}, trait_ts{text}, event_counts{text}, "
+    "first_seen_ms, last_seen_ms, events, revenue_micros, user_ids, identifiers, "
+    "identifiers_refused, created_ms, updated_ms"
 )
 ACCOUNT_COLUMNS = (
-    "workspace_id, group_id, traits, trait_ts, event_counts, first_seen_ms, last_seen_ms, events, "
-    "created_ms, updated_ms"
+    "workspace_id, group_id, traits{text}, trait_ts{text}, event_counts{text}, first_seen_ms, "
+    "last_seen_ms, events, created_ms, updated_ms"
 )
 
 
