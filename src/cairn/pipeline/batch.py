@@ -339,7 +339,7 @@ class Batch:
     # writing --------------------------------------------------------------------------------
     def flush(self, position: int, name: str = PIPELINE_CURSOR) -> None:
         store = self.store
-        with store.tx() as tx:
+        with store.batch_tx() as tx:
             high = max((e.seq for e in self.events), default=0)
             store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
             for merge in self.merges:

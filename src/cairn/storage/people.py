@@ -168,6 +168,18 @@ class PeopleStore:
         with self.storage.transaction() as conn:
             yield Tx(self, conn)
 
+    @contextmanager
+    def batch_tx(self) -> Iterator[Tx]:
+        """A pipeline batch's transaction. On PostgreSQL its commit does not wait for the WAL to
+        reach the disk (`synchronous_commit = off` for this transaction only), the counterpart of
+        `synchronous=NORMAL` on SQLite: a crash can lose only the last batches, with their cursor
+        position (one transaction), and the pipeline redoes them from the log, whose own commits
+        keep the server's setting."""
+        with self.tx() as tx:
+            if self._pg:
+                tx.run("SET LOCAL synchronous_commit = off")
+            yield tx
+
     # the pipeline's cursor --------------------------------------------------------------------
     def ensure_cursor(self, name: str = PIPELINE_CURSOR) -> None:
         with self.tx() as tx:
