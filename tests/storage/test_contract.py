@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -408,6 +409,35 @@ def test_separate_appenders_and_a_tailing_reader(
     assert len(seen) == 3 * 15 * 20
     assert [e.seq for e in seen] == sorted({e.seq for e in seen})
     assert len(set(ids(seen))) == len(seen)
+
+
+def test_appenders_in_separate_processes(storage: Storage, open_storage: OpenStorage) -> None:
+    """`cairn serve --workers N`: processes append at once, half their messageIds the same; one
+    sequence, every messageId once."""
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(3)
+
+    def produce(k: int) -> None:
+        store = open_storage()
+        start.wait()
+        for j in range(10):
+            batch = [f"shared-{j}-{i}" if i < 10 else f"p{k}-{j}-{i}" for i in range(20)]
+            store.append([event(m) for m in batch], [])
+        store.close()
+
+    processes = [context.Process(target=produce, args=(k,)) for k in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    stored = storage.read_log(0, 10_000)
+    assert [e.seq for e in stored] == sorted({e.seq for e in stored})
+    assert sorted(ids(stored)) == sorted(
+        {f"shared-{j}-{i}" for j in range(10) for i in range(10)}
+        | {f"p{k}-{j}-{i}" for k in range(3) for j in range(10) for i in range(10, 20)}
+    )
+    assert storage.count_events(1) == len(stored)
 
 
 # text ---------------------------------------------------------------------------------------
