@@ -388,10 +388,8 @@ class SegmentEngine:
                 segments = self.segments.list(ws)
                 if segments:
                     self._evaluate(tx, segments, pids, full=True)
-            tx.many(
-                "DELETE FROM dirty_persons WHERE person_id = ? AND at_ms <= ?",
-                [(pid, at) for pid, _, at in rows],
-            )
+            # one DELETE per page on PostgreSQL, not one per person (the pipeline's lag row)
+            self.store.clear_dirty(tx, [(pid, at) for pid, _, at in rows])
 
     def _timers(self) -> bool:
         now = now_ms()
