@@ -71,6 +71,17 @@ class PersonRow:
     blocked: int = 0
     created_ms: int = 0
     dirty: bool = False
+    # traits and trait_ts as stored, not decoded yet (None once decoded, or for a new person):
+    # most events never read or change them, and the batch then writes neither back
+    stored_traits: tuple[Any, Any] | None = None
+
+    def load_traits(self) -> Profile:
+        """The profile with its traits, for a change to them (identify, merge)."""
+        if self.stored_traits is not None:
+            traits, trait_ts = self.stored_traits
+            self.profile.traits, self.profile.trait_ts = decode_json(traits), decode_json(trait_ts)
+            self.stored_traits = None
+        return self.profile
 
 
 @dataclass(slots=True)
@@ -107,15 +118,19 @@ class Stats:
     blocked: int = 0
 
 
-def person_from_row(row: Any) -> PersonRow:
+def person_from_row(row: Any, *, lazy: bool = False) -> PersonRow:
+    """A stored person; `lazy`: traits left undecoded until `load_traits`."""
     (pid, ws, merged_into, traits, trait_ts, counts, first, last, events, revenue, user_ids,
      identifiers, refused, created, _updated) = row  # fmt: skip
     # last_seen_ms is stored as 0 when unknown, so listings sort by it on an index.
     profile = Profile(
-        decode_json(traits), decode_json(trait_ts), decode_json(counts), first, last or None,
-        events, revenue,
+        {} if lazy else decode_json(traits), {} if lazy else decode_json(trait_ts),
+        decode_json(counts), first, last or None, events, revenue,
     )  # fmt: skip
-    return PersonRow(pid, ws, profile, merged_into, user_ids, identifiers, refused, created)
+    person = PersonRow(pid, ws, profile, merged_into, user_ids, identifiers, refused, created)
+    if lazy:
+        person.stored_traits = (traits, trait_ts)
+    return person
 
 
 def account_from_row(row: Any) -> AccountRow:
@@ -185,7 +200,7 @@ class Batch:
     def _load_persons(self, ids: set[int]) -> None:
         missing = [pid for pid in ids if pid not in self.persons]
         for row in self.store.persons(missing):
-            person = person_from_row(row)
+            person = person_from_row(row, lazy=True)
             self.persons[person.id] = person
             if person.merged_into is not None:
                 self._merged_into.setdefault(person.merged_into, set()).add(person.id)
@@ -267,7 +282,7 @@ class Batch:
         self._new_by_person.setdefault(survivor.id, []).extend(merge.new_identifier_ids)
         self.merges.append(merge)
         self.stats.merges += 1
-        survivor.profile.combine(merged.profile)
+        survivor.load_traits().combine(merged.load_traits())
         survivor.user_ids += merged.user_ids
         survivor.identifiers += merged.identifiers
         survivor.identifiers_refused += merged.identifiers_refused
@@ -350,9 +365,15 @@ class Batch:
                 [(i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
                  for i in self._ids.values() if i.new],
             )  # fmt: skip
+            dirty = [p for p in self.persons.values() if p.dirty]
             tx.insert(
                 UPSERT_PERSON,
-                [person_params(store, p, self.now) for p in self.persons.values() if p.dirty],
+                [person_params(store, p, self.now) for p in dirty if p.stored_traits is None],
+            )
+            tx.update(
+                "persons",
+                _COUNTERS,
+                [_counter_params(store, p, self.now) for p in dirty if p.stored_traits is not None],
             )
             tx.insert(
                 "INSERT INTO person_events (seq, workspace_id, person_id, identifier_id, type, "
@@ -487,6 +508,23 @@ def person_params(store: PeopleStore, p: PersonRow, now: int) -> tuple[Any, ...]
         p.id, p.workspace_id, p.merged_into, store.json(f.traits), store.json(f.trait_ts),
         store.json(f.event_counts), f.first_seen_ms, f.last_seen_ms or 0, f.events, f.revenue_micros,
         p.user_ids, p.identifiers, p.identifiers_refused, p.created_ms, now,
+    )  # fmt: skip
+
+
+# A stored person whose traits the batch did not touch: everything else (traits stay as stored).
+_COUNTERS = (
+    ("merged_into", "bigint"), ("event_counts", "jsonb"), ("first_seen_ms", "bigint"),
+    ("last_seen_ms", "bigint"), ("events", "bigint"), ("revenue_micros", "bigint"),
+    ("user_ids", "bigint"), ("identifiers", "bigint"), ("identifiers_refused", "bigint"),
+    ("updated_ms", "bigint"),
+)  # fmt: skip
+
+
+def _counter_params(store: PeopleStore, p: PersonRow, now: int) -> tuple[Any, ...]:
+    f = p.profile
+    return (
+        p.id, p.merged_into, store.json(f.event_counts), f.first_seen_ms, f.last_seen_ms or 0,
+        f.events, f.revenue_micros, p.user_ids, p.identifiers, p.identifiers_refused, now,
     )  # fmt: skip
 
 

@@ -95,6 +95,34 @@ class Tx:
             start += groups * size
         self.many(sql, rows[start:])
 
+    def update(
+        self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """`UPDATE table SET column = ... WHERE id = ...` for rows of (id, *columns), `columns`
+        being (name, PostgreSQL type). On PostgreSQL one statement over `unnest` of one array per
+        column; on SQLite `executemany`."""
+        if not rows:
+            return
+        names = [name for name, _ in columns]
+        if self._store._pg:
+            arrays = ", ".join(f"%s::{kind}[]" for _, kind in (("id", "bigint"), *columns))
+            sets = ", ".join(f"{name} = v.{name}" for name in names)
+            fields = ", ".join(["id", *names])
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    f"UPDATE {table} t SET {sets} FROM unnest({arrays}) AS v({fields}) "
+                    "WHERE t.id = v.id",
+                    [
+                        list(column)
+                        for column in zip(*(self._clean(row) for row in rows), strict=True)
+                    ],
+                )
+            return
+        sets = ", ".join(f"{name} = ?" for name in names)
+        self.conn.executemany(
+            f"UPDATE {table} SET {sets} WHERE id = ?", [(*row[1:], row[0]) for row in rows]
+        )
+
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._execute_many(self._store.sql(sql), rows)

@@ -36,7 +36,7 @@ def apply(batch: Batch, ev: Event, found: Attribution | None) -> Attribution | N
     if found is None:
         return None
     person = found.person
-    changes = fold(person.profile, ev)
+    changes = fold(person.load_traits() if ev.type == "identify" else person.profile, ev)
     person.dirty = True
     if changes:
         data = {name: {"from": old, "to": new} for name, (old, new) in changes.items()}
