@@ -115,10 +115,11 @@ def start_cairn(
     data_dir: Path,
     database_url: str = "",
     pipeline: bool = True,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> Server:
     """`cairn serve`; `pipeline=False` measures the collector alone (`--no-pipeline`); `workers`
-    is `--workers` (None: Cairn's default, one process per core)."""
+    is `--workers`: one process unless asked (the pipeline's status counters, `running_here` and
+    `processed`, are those of the process that answers), None for Cairn's default (one per core)."""
     port = free_port()
     args = [
         sys.executable,
