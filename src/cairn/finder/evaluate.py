@@ -68,17 +68,25 @@ def _predicate(p: Predicate, person: PersonData, now_ms: int) -> tuple[bool, int
     if p.scope == "profile":
         ms = person.first_seen_ms if p.path[0] == "first_seen" else person.last_seen_ms
         value = ms if ms else MISSING
-        return matches(value, p.op, p.value, now_ms), flips_at(value, p.op, p.value)
+        return matches(value, p.op, p.value, now_ms), _ahead(value, p, now_ms)
     if p.scope == "trait":
         value = value_at(person.traits, p.path)
-        return matches(value, p.op, p.value, now_ms), flips_at(value, p.op, p.value)
+        return matches(value, p.op, p.value, now_ms), _ahead(value, p, now_ms)
     # account traits: any account of the person
     ok, nxt = False, None
     for traits in person.account_traits:
         value = value_at(traits, p.path)
         ok = ok or matches(value, p.op, p.value, now_ms)
-        nxt = _earliest(nxt, flips_at(value, p.op, p.value))
+        nxt = _earliest(nxt, _ahead(value, p, now_ms))
     return ok, nxt
+
+
+def _ahead(value: Any, p: Predicate, now_ms: int) -> int | None:
+    """When the test flips, if that is still to come: a flip already past (a first seen more
+    than 14 days ago against `within 14 days`) never comes again, and as a timer it would fire
+    at once, forever."""
+    at = flips_at(value, p.op, p.value)
+    return at if at is not None and at > now_ms else None
 
 
 def property_matches(where: Condition, properties: dict[str, Any], now_ms: int) -> bool:

@@ -16,7 +16,7 @@ from cairn.finder.evaluate import property_matches
 from cairn.finder.tree import Condition, where_from_json
 from cairn.finder.values import MISSING, time_of, value_at
 
-__all__ = ["register"]
+__all__ = ["properties_of", "register"]
 
 _decode = msgspec.json.decode
 
@@ -43,15 +43,22 @@ class _Properties(msgspec.Struct):
 _decode_properties = msgspec.json.Decoder(_Properties).decode
 
 
-def _where(body: bytes | str, condition: str, now_ms: int) -> int:
+def properties_of(body: bytes | str) -> dict[str, Any] | None:
+    """A logged message's properties ({} when it has none), or None for a body that is not
+    JSON."""
     try:
         properties = _decode_properties(body).properties
     except msgspec.ValidationError:  # not an object: no properties
-        properties = None
+        return {}
     except msgspec.DecodeError:
+        return None
+    return properties if isinstance(properties, dict) else {}
+
+
+def _where(body: bytes | str, condition: str, now_ms: int) -> int:
+    properties = properties_of(body)
+    if properties is None:
         return 0
-    if not isinstance(properties, dict):
-        properties = {}
     return int(property_matches(_condition(condition), properties, now_ms))
 
 

@@ -20,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from cairn.errors import Conflict, NotFound
 from cairn.finder.evaluate import PersonData, evaluate, segment_names
+from cairn.finder.functions import properties_of
 from cairn.finder.search import Search
 from cairn.finder.tree import All, AnyOf, Condition, Did, Not, Predicate, from_json, to_json
 from cairn.ingest.timestamps import format_ms, now_ms
@@ -32,7 +31,6 @@ from cairn.storage.people import PeopleStore, Tx, decode_json
 __all__ = ["Segment", "SegmentEngine", "Segments", "load_people"]
 
 log = logging.getLogger(__name__)
-_decode = msgspec.json.decode
 MAX_SEGMENTS = 500
 PAGE = 500
 BULK = 5_000  # persons per page of a backfill that the compiled SQL answers
@@ -299,32 +297,18 @@ def load_people(
             start = did.window.bounds(now)[0]
             since = None if since is None or start is None else min(since, start)
             names[did.event] = (props or did.where is not None, since)
-    if names:
-        # One read for every name (one pass over each person's events), bodies only if needed.
-        props = any(p for p, _ in names.values())
-        starts = [since for _, since in names.values()]
-        since = None if any(s is None for s in starts) else min(s for s in starts if s is not None)
-        body = ", e.body" if props else ""
-        join = " JOIN events e ON e.seq = x.seq" if props else ""
-        clause = " AND x.timestamp_ms >= ?" if since is not None else ""
-        name_marks = ",".join("?" * len(names))
-        params: list[Any] = [*live, *names] + ([since] if since is not None else [])
-        for row in store.rows(
-            f"SELECT x.person_id, x.event, x.timestamp_ms{body} FROM person_events x{join} "
-            f"WHERE x.person_id IN ({marks}) AND x.event IN ({name_marks}) "
-            f"AND x.type = 'track'{clause}",
-            params,
+    for name, (props, since) in names.items():
+        # One read per name through person_events (person, event, time), from that name's
+        # earliest window, with the log's bodies only where a `where` reads properties.
+        for pid, ts, body in store.rows(
+            f"SELECT x.person_id, x.timestamp_ms, {'e.body' if props else 'NULL'} "
+            f"FROM person_events x{' JOIN events e ON e.seq = x.seq' if props else ''} "
+            f"WHERE x.person_id IN ({marks}) AND x.event = ? AND x.type = 'track' "
+            "AND x.timestamp_ms >= ?",
+            [*live, name, since if since is not None else -(2**62)],
         ):
-            name = row[1]
-            wanted_props, name_since = names[name]
-            if name_since is not None and row[2] < name_since:
-                continue
-            properties: dict[str, Any] = {}
-            if wanted_props:
-                message = _decode(row[3])
-                found = message.get("properties") if isinstance(message, dict) else None
-                properties = found if isinstance(found, dict) else {}
-            live[row[0]].events.setdefault(name, []).append((row[2], properties))
+            properties = (properties_of(body) or {}) if props else {}
+            live[pid].events.setdefault(name, []).append((ts, properties))
     if any(segment_names(c) for c in conditions):
         for pid, name in store.rows(
             "SELECT m.person_id, s.name FROM segment_members m JOIN segments s "
@@ -385,11 +369,23 @@ class SegmentEngine:
             by_workspace.setdefault(ws, []).append(pid)
         with self.store.tx() as tx:
             for ws, pids in by_workspace.items():
-                segments = self.segments.list(ws)
-                if segments:
-                    self._evaluate(tx, segments, pids, full=True)
+                self._dirty_workspace(tx, self.segments.list(ws), pids)
             # one DELETE per page on PostgreSQL, not one per person (the pipeline's lag row)
             self.store.clear_dirty(tx, [(pid, at) for pid, _, at in rows])
+
+    def _dirty_workspace(self, tx: Tx, segments: list[Segment], pids: list[int]) -> None:
+        if any(segment_names(s.condition) for s in segments):
+            self._evaluate(tx, segments, pids, full=True)
+            return
+        # A backfill still to reach a person evaluates them then, with what is current then:
+        # here only the segments whose backfill is done with them.
+        done = [s for s in segments if s.backfill_state == "done"]
+        if done:
+            self._evaluate(tx, done, pids, full=True)
+        for s in segments:
+            behind = [pid for pid in pids if pid <= s.backfill_after]
+            if s.backfill_state == "running" and behind:
+                self._evaluate(tx, [s], behind, full=True)
 
     def _timers(self) -> bool:
         now = now_ms()
