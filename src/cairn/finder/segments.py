@@ -429,7 +429,7 @@ class SegmentEngine:
             return True
         segments = self.segments.list(ws)
         chosen = _with_dependents(segments, segment.id)
-        bulk = len(chosen) == 1 and _timeless(segment.condition)
+        bulk = len(chosen) == 1 and _bulk(segment.condition)
         pids = [
             row[0]
             for row in self.store.rows(
@@ -462,9 +462,10 @@ class SegmentEngine:
         self, tx: Tx, segment: Segment, pids: list[int], segments: list[Segment]
     ) -> None:
         """Backfill a page of persons (ids `after` to `pids[-1]`) with the compiled SQL: its
-        answer is the evaluator's (the oracle tests hold both to one definition), and for a
-        condition without relative-time tests only persons with events inside a rolling window
-        can need a timer; those are evaluated here one by one, as a dirty person would be."""
+        answer is the evaluator's (the oracle tests hold both to one definition). Timers: the
+        persons with events inside a rolling window are evaluated here one by one, as a dirty
+        person would be; for the others only first and last seen can flip a test with time
+        (`_bulk` leaves trait dates to the evaluator), read from their columns."""
         now = now_ms()
         first, last = segment.backfill_after + 1, pids[-1]
         search = Search(self.store.storage, segment.workspace_id, segment.condition, now=now,
@@ -480,12 +481,39 @@ class SegmentEngine:
         changes = [(segment, pid, True) for pid in sorted(matched - busy - current)]
         changes += [(segment, pid, False) for pid in sorted(current - matched)]
         self._write_changes(tx, changes, now)
+        dues = {pid: due for pid, due in self._profile_dues(segment.condition, first, last, now)
+                if pid not in busy}  # fmt: skip
         stale = tx.all(f"SELECT person_id FROM segment_timers WHERE {span}",
                        (segment.id, first, last))  # fmt: skip
         tx.many(
             "DELETE FROM segment_timers WHERE segment_id = ? AND person_id = ?",
-            [(segment.id, pid) for (pid,) in stale if pid not in busy],
+            [(segment.id, pid) for (pid,) in stale if pid not in busy and pid not in dues],
         )
+        tx.many(
+            "INSERT INTO segment_timers (segment_id, person_id, due_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (segment_id, person_id) DO UPDATE SET due_ms = excluded.due_ms",
+            [(segment.id, pid, due) for pid, due in dues.items()],
+        )
+
+    def _profile_dues(
+        self, cond: Condition, first: int, last: int, now: int
+    ) -> list[tuple[int, int]]:
+        """(person, when a first/last seen test of `cond` flips) where that is still to come:
+        what the evaluator answers for a person without events in a rolling window."""
+        tests = _profile_times(cond)
+        if not tests:
+            return []
+        out = []
+        for pid, first_seen, last_seen in self.store.rows(
+            "SELECT id, first_seen_ms, last_seen_ms FROM persons WHERE id >= ? AND id <= ? "
+            "AND +merged_into IS NULL",
+            (first, last),
+        ):
+            person = PersonData({}, first_seen or None, last_seen or None)
+            due = evaluate(AnyOf(tuple(tests)), person, now)[1]
+            if due is not None:
+                out.append((pid, due))
+        return out
 
     def _with_window_events(self, cond: Condition, first: int, last: int, now: int) -> set[int]:
         """Persons (ids `first` to `last`) with an event that a rolling window of `cond` holds."""
@@ -601,14 +629,30 @@ class SegmentEngine:
         )
 
 
-def _timeless(cond: Condition) -> bool:
-    """No relative-time test (`within last`, `more than ... ago`) outside event filters: time
-    alone changes the answer only through the rolling windows of event counts."""
+_RELATIVE = ("within_last", "more_than_ago")
+
+
+def _bulk(cond: Condition) -> bool:
+    """No relative-time test on a trait (outside event filters): time alone changes the answer
+    only through rolling windows of event counts and first and last seen."""
     if isinstance(cond, All | AnyOf):
-        return all(_timeless(c) for c in cond.items)
+        return all(_bulk(c) for c in cond.items)
     if isinstance(cond, Not):
-        return _timeless(cond.item)
-    return not (isinstance(cond, Predicate) and cond.op in ("within_last", "more_than_ago"))
+        return _bulk(cond.item)
+    if isinstance(cond, Predicate):
+        return cond.scope == "profile" or cond.op not in _RELATIVE
+    return True
+
+
+def _profile_times(cond: Condition) -> list[Condition]:
+    """The relative-time tests on first and last seen in `cond`."""
+    if isinstance(cond, All | AnyOf):
+        return [t for c in cond.items for t in _profile_times(c)]
+    if isinstance(cond, Not):
+        return _profile_times(cond.item)
+    if isinstance(cond, Predicate) and cond.scope == "profile" and cond.op in _RELATIVE:
+        return [cond]
+    return []
 
 
 def _with_dependents(segments: list[Segment], segment_id: int) -> list[Segment]:
