@@ -164,6 +164,7 @@ class Batch:
         self.stats = Stats()
         self._ids: dict[tuple[int, str, str], Identifier] = {}
         self._absent: set[tuple[int, str, str]] = set()
+        self._absent_accounts: set[tuple[int, str]] = set()
         self._by_person: dict[int, list[Identifier]] = {}
         self.persons: dict[int, PersonRow] = {}
         self.accounts: dict[tuple[int, str], AccountRow] = {}
@@ -183,8 +184,8 @@ class Batch:
         self.next_person, self.next_identifier = (n + 1 for n in store.max_ids())
 
     # loading ----------------------------------------------------------------------------------
-    def preload(self, wanted: dict[tuple[int, str], set[str]]) -> None:
-        """Load the identifiers named by the batch's events, and their persons."""
+    def preload(self, wanted: dict[tuple[int, str], set[str]], groups: dict[int, set[str]]) -> None:
+        """Load the identifiers and accounts named by the batch's events, and their persons."""
         person_ids: set[int] = set()
         for (ws, kind), values in wanted.items():
             values = {v for v in values if (ws, kind, v) not in self._ids}
@@ -194,6 +195,11 @@ class Batch:
             # known to be unlinked: later lookups in this batch need not ask the database
             self._absent.update((ws, kind, v) for v in values if (ws, kind, v) not in self._ids)
         self._load_persons(person_ids)
+        for ws, group_ids in groups.items():
+            for row in self.store.accounts(ws, group_ids):
+                account = account_from_row(row)
+                self.accounts[(ws, account.group_id)] = account
+            self._absent_accounts.update((ws, g) for g in group_ids if (ws, g) not in self.accounts)
         if self.events and self.events[0].seq <= self.cursor.high_water:
             self.applied = self.store.applied(self.events[0].seq, self.events[-1].seq)
 
@@ -326,7 +332,7 @@ class Batch:
         key = (ws, group_id)
         account = self.accounts.get(key)
         if account is None:
-            row = self.store.account(ws, group_id)
+            row = None if key in self._absent_accounts else self.store.account(ws, group_id)
             if row is not None:
                 account = account_from_row(row)
             else:

@@ -208,9 +208,12 @@ class Pipeline:
         batch = Batch(self.store, self.rules, cursor, events, self._requires_hash, plans=self.plans)
         batch.dead_letters = letters
         wanted: dict[tuple[int, str], set[str]] = {}
+        groups: dict[int, set[str]] = {}
         for ev in events:
             identity.wanted_identifiers(batch, ev, wanted)
-        batch.preload(wanted)
+            if (group_id := ev.group_id) is not None:
+                groups.setdefault(ev.workspace_id, set()).add(group_id)
+        batch.preload(wanted, groups)
         return batch
 
     def _run_stages(self, batch: Batch, failed: dict[int, tuple[str, str]]) -> None:

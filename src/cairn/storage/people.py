@@ -299,31 +299,33 @@ class PeopleStore:
 
     def identifiers(self, workspace_id: int, kind: str, values: Iterable[str]) -> list[Any]:
         """(id, kind, value, person_id, via_id) for the values that are linked."""
-        if self._pg:  # one statement, whatever the count
-            return self.rows(
-                "SELECT id, kind, value, person_id, via_id FROM identifiers WHERE workspace_id = ? "
-                "AND kind = ? AND value = ANY(?)",
-                (workspace_id, kind, [v.replace("\x00", "\ufffd") for v in values]),
-            )
-        found: list[Any] = []
-        for chunk in _chunks(list(values)):
-            marks = ",".join("?" * len(chunk))
-            found += self.rows(
-                "SELECT id, kind, value, person_id, via_id FROM identifiers WHERE workspace_id = ? "
-                f"AND kind = ? AND value IN ({marks})",
-                (workspace_id, kind, *chunk),
-            )
-        return found
+        return self._among(
+            "SELECT id, kind, value, person_id, via_id FROM identifiers WHERE workspace_id = ? "
+            "AND kind = ? AND value",
+            (workspace_id, kind),
+            values,
+        )
 
     def persons(self, ids: Iterable[int]) -> list[Any]:
+        return self._among(f"SELECT {PERSON_COLUMNS} FROM persons WHERE id", (), ids)
+
+    def accounts(self, workspace_id: int, group_ids: Iterable[str]) -> list[Any]:
+        return self._among(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE workspace_id = ? AND group_id",
+            (workspace_id,),
+            group_ids,
+        )
+
+    def _among(self, sql: str, params: Sequence[Any], values: Iterable[Any]) -> list[Any]:
+        """Rows of `sql` (ending in the column to match) whose column is one of `values`: one
+        statement over an array on PostgreSQL, IN lists of 500 on SQLite."""
+        values = list(values)
         if self._pg:
-            return self.rows(
-                f"SELECT {PERSON_COLUMNS} FROM persons WHERE id = ANY(?)", (list(ids),)
-            )
+            clean = [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in values]
+            return self.rows(f"{sql} = ANY(?)", (*params, clean))
         found: list[Any] = []
-        for chunk in _chunks(list(ids)):
-            marks = ",".join("?" * len(chunk))
-            found += self.rows(f"SELECT {PERSON_COLUMNS} FROM persons WHERE id IN ({marks})", chunk)
+        for chunk in _chunks(values):
+            found += self.rows(f"{sql} IN ({','.join('?' * len(chunk))})", (*params, *chunk))
         return found
 
     def account(self, workspace_id: int, group_id: str) -> Any | None:
