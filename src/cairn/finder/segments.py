@@ -562,14 +562,15 @@ class SegmentEngine:
             if data is not None:
                 data.segments = held.get(pid, set())
         chosen = {s.id for s in ordered}
+        # By the primary key (segment, person): segment_timers has no index by person alone, and
+        # `person_id IN` scanned every timer of every segment for each page.
         timers = {
             (sid, pid): due
             for sid, pid, due in tx.all(
                 f"SELECT segment_id, person_id, due_ms FROM segment_timers "
-                f"WHERE person_id IN ({marks})",
-                pids,
+                f"WHERE segment_id IN ({','.join('?' * len(chosen))}) AND person_id IN ({marks})",
+                [*chosen, *pids],
             )
-            if sid in chosen
         }
         set_timers: list[tuple[int, int, int]] = []
         drop_timers: list[tuple[int, int]] = []
