@@ -20,8 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from cairn.errors import Conflict, NotFound
-from cairn.finder.evaluate import PersonData, evaluate, segment_names
+from cairn.finder.evaluate import PersonData, evaluate, event_names, segment_names
 from cairn.finder.functions import properties_of
 from cairn.finder.search import Search
 from cairn.finder.tree import All, AnyOf, Condition, Did, Not, Predicate, from_json, to_json
@@ -33,6 +35,7 @@ __all__ = ["Segment", "SegmentEngine", "Segments", "load_people"]
 log = logging.getLogger(__name__)
 MAX_SEGMENTS = 500
 PAGE = 500
+SEEN_MAX = 200_000  # persons whose inputs the engine remembers
 BULK = 5_000  # persons per page of a backfill that the compiled SQL answers
 STEP_S = 0.25  # one step's work on dirty persons, so the pipeline's batches are not starved
 
@@ -264,8 +267,10 @@ def load_people(
     person_ids: Sequence[int],
     conditions: Iterable[Condition],
     now: int,
+    events_of: dict[str, set[int]] | None = None,
 ) -> dict[int, PersonData | None]:
-    """PersonData for each id (None for a person merged into another, or gone)."""
+    """PersonData for each id (None for a person merged into another, or gone). With
+    `events_of`, a name's events are read only for the persons it lists."""
     conditions = list(conditions)
     out: dict[int, PersonData | None] = {pid: None for pid in person_ids}
     if not person_ids:
@@ -300,12 +305,15 @@ def load_people(
     for name, (props, since) in names.items():
         # One read per name through person_events (person, event, time), from that name's
         # earliest window, with the log's bodies only where a `where` reads properties.
+        whose = [pid for pid in live if events_of is None or pid in events_of.get(name, ())]
+        if not whose:
+            continue
         for pid, ts, body in store.rows(
             f"SELECT x.person_id, x.timestamp_ms, {'e.body' if props else 'NULL'} "
             f"FROM person_events x{' JOIN events e ON e.seq = x.seq' if props else ''} "
-            f"WHERE x.person_id IN ({marks}) AND x.event = ? AND x.type = 'track' "
-            "AND x.timestamp_ms >= ?",
-            [*live, name, since if since is not None else -(2**62)],
+            f"WHERE x.person_id IN ({','.join('?' * len(whose))}) AND x.event = ? "
+            "AND x.type = 'track' AND x.timestamp_ms >= ?",
+            [*whose, name, since if since is not None else -(2**62)],
         ):
             properties = (properties_of(body) or {}) if props else {}
             live[pid].events.setdefault(name, []).append((ts, properties))
@@ -338,6 +346,7 @@ class SegmentEngine:
         self.segments = Segments(store)
         self.evaluations = 0
         self.changes = 0
+        self._seen: dict[int, _Parts] = {}
 
     def step(self) -> bool:
         worked = self._dirty()
@@ -381,11 +390,41 @@ class SegmentEngine:
         # here only the segments whose backfill is done with them.
         done = [s for s in segments if s.backfill_state == "done"]
         if done:
-            self._evaluate(tx, done, pids, full=True)
+            wanted = self._changed(done, pids)
+            self._evaluate(tx, done, sorted(wanted), full=True, wanted=wanted)
         for s in segments:
             behind = [pid for pid in pids if pid <= s.backfill_after]
             if s.backfill_state == "running" and behind:
                 self._evaluate(tx, [s], behind, full=True)
+
+    def _changed(self, segments: list[Segment], pids: list[int]) -> dict[int, set[int]]:
+        """For each person, the segments whose inputs changed since the engine last saw the
+        person (traits, first and last seen, or the counters of an event name a segment
+        counts: any new, late or merged event of that name changes its count or last time).
+        Time passing needs no evaluation here: timers cover it. Account tests, segment
+        references and persons never seen (or merged) are always evaluated."""
+        names = set().union(*(event_names(s.condition) for s in segments))
+        now: dict[int, _Parts | None] = {pid: None for pid in pids}
+        for pid, traits, counts, first, last, merged in self.store.rows(
+            "SELECT id, traits, event_counts, first_seen_ms, last_seen_ms, merged_into "
+            f"FROM persons WHERE id IN ({','.join('?' * len(pids))})",
+            pids,
+        ):
+            if merged is None:
+                counted = decode_json(counts)
+                now[pid] = _Parts(hash(_text(traits)), first, last,
+                                  {n: tuple(counted[n]) for n in names if n in counted})  # fmt: skip
+        wanted: dict[int, set[int]] = {}
+        for pid, parts in now.items():
+            before = self._seen.pop(pid, None)
+            chosen = {s.id for s in segments if _affected(s.condition, before, parts)}
+            if chosen:
+                wanted[pid] = chosen
+            if parts is not None:
+                self._seen[pid] = parts
+        if len(self._seen) > SEEN_MAX:  # forgetting only costs evaluations
+            self._seen.clear()
+        return wanted
 
     def _timers(self) -> bool:
         now = now_ms()
@@ -538,12 +577,24 @@ class SegmentEngine:
         *,
         full: bool,
         all_segments: list[Segment] | None = None,
+        wanted: dict[int, set[int]] | None = None,
     ) -> None:
-        """Re-evaluate `segments` for `pids` and write what changed. With `full`, segments that
-        refer to others are evaluated after them (in order of their references)."""
+        """Re-evaluate `segments` for `pids` (with `wanted`, only the segment ids it lists for
+        each person) and write what changed. With `full`, segments that refer to others are
+        evaluated after them (in order of their references)."""
+        if not pids:
+            return
         now = now_ms()
         ordered = _by_references(segments)
-        people = load_people(self.store, pids, [s.condition for s in ordered], now)
+        events_of: dict[str, set[int]] | None = None
+        if wanted is not None:
+            events_of = {}
+            for s in ordered:
+                for name in event_names(s.condition):
+                    events_of.setdefault(name, set()).update(
+                        pid for pid in pids if s.id in wanted.get(pid, ())
+                    )
+        people = load_people(self.store, pids, [s.condition for s in ordered], now, events_of)
         names = {s.id: s.name for s in all_segments or segments}
         marks = ",".join("?" * len(pids))
         current: dict[tuple[int, int], int] = {
@@ -577,6 +628,8 @@ class SegmentEngine:
         changes: list[tuple[Segment, int, bool]] = []
         for segment in ordered:
             for pid in pids:
+                if wanted is not None and segment.id not in wanted.get(pid, ()):
+                    continue
                 data = people[pid]
                 member, due = (
                     (False, None) if data is None else evaluate(segment.condition, data, now)
@@ -628,6 +681,37 @@ class SegmentEngine:
             "VALUES (?, ?, ?, ?, ?, {j})",
             [(ws, kind, sid, pid, at, data) for ws, pid, at, kind, data, sid in rows],
         )
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What the engine last saw of a person, to tell which segments a change can affect."""
+
+    traits: int  # hash of the traits' JSON
+    first_seen_ms: int | None
+    last_seen_ms: int | None
+    counts: dict[str, tuple[int, ...]]  # event name -> [count, first, last] from event_counts
+
+
+def _text(value: Any) -> Any:
+    return value if isinstance(value, str | bytes) else msgspec.json.encode(value)
+
+
+def _affected(cond: Condition, before: _Parts | None, now: _Parts | None) -> bool:
+    if before is None or now is None:
+        return True
+    if isinstance(cond, All | AnyOf):
+        return any(_affected(c, before, now) for c in cond.items)
+    if isinstance(cond, Not):
+        return _affected(cond.item, before, now)
+    if isinstance(cond, Did):
+        return before.counts.get(cond.event) != now.counts.get(cond.event)
+    if isinstance(cond, Predicate) and cond.scope == "trait":
+        return before.traits != now.traits
+    if isinstance(cond, Predicate) and cond.scope == "profile":
+        return (before.first_seen_ms, before.last_seen_ms) != (now.first_seen_ms,
+                                                                now.last_seen_ms)  # fmt: skip
+    return True  # account traits, segment references
 
 
 _RELATIVE = ("within_last", "more_than_ago")
