@@ -194,3 +194,33 @@ def test_backfill_matches_the_evaluator_person_by_person(log: Log) -> None:
         timers = {r[0] for r in log.store.rows(
             "SELECT person_id FROM segment_timers WHERE segment_id = ?", (sid,))}  # fmt: skip
         assert timers == {pid for pid, (_, due) in expected.items() if due}, condition
+
+
+def test_a_change_re_evaluates_only_the_segments_it_can_affect(log: Log) -> None:
+    engine = SegmentEngine(log.store)
+    segments = engine.segments
+    now = now_ms()
+    pro = _segment(log, "Pro", {"trait": "plan", "op": "=", "value": "pro"})
+    buyers = _segment(
+        log, "Buyers", {"did": "Order Completed", "window": {"last": 7, "unit": "days"}}
+    )
+    log.send(msg("identify", at=now - DAY, userId="ann", traits={"plan": "free"}))
+    _settle(log, engine)
+    assert _members(log, segments, pro) == _members(log, segments, buyers) == set()
+    log.send(msg("page", at=now - 2000, userId="ann"))  # seen once by the engine: both segments
+    _settle(log, engine)
+    before = engine.evaluations
+    log.send(msg("track", at=now - 1000, userId="ann", event="Order Completed"))
+    _settle(log, engine)
+    assert _members(log, segments, buyers) == {"ann"}
+    assert engine.evaluations - before == 1  # Buyers only: the traits did not change
+    log.send(msg("identify", at=now, userId="ann", traits={"plan": "pro"}))
+    _settle(log, engine)
+    assert _members(log, segments, pro) == {"ann"}
+    log.send(msg("track", at=now, anonymousId="a-1", event="Order Completed"))
+    _settle(log, engine)
+    assert segments.member_count(buyers) == 2
+    log.send(msg("identify", at=now, userId="ann", anonymousId="a-1"))  # a merge
+    _settle(log, engine)
+    assert segments.member_count(buyers) == 1
+    assert _members(log, segments, buyers) == {"ann"}
