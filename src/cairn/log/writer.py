@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from cairn.errors import Overloaded, StorageError
@@ -112,8 +113,18 @@ class LogWriter:
             if first is _STOP:
                 return
             assert isinstance(first, _Job)
-            jobs, stop = self._gather(first)
-            self._commit(jobs)
+            # With several server processes the turn may take a commit of another process to
+            # come: what arrives meanwhile is gathered into this commit once it does.
+            with ExitStack() as turn:
+                try:
+                    turn.enter_context(self._storage.append_turn())
+                except Exception as exc:  # e.g. the lock file cannot be opened: fail this job
+                    log.exception("could not take the log's append turn")
+                    self.stats.failures += 1
+                    self._settle([first], error=StorageError(f"could not store events: {exc}"))
+                    continue
+                jobs, stop = self._gather(first)
+                self._commit(jobs)
             if stop:
                 return
 

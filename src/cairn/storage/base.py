@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 
@@ -125,6 +126,12 @@ class Storage(ABC):
     ) -> AppendResult:
         """Store events (dropping duplicates by workspace, bucket and messageId) and rejections in one
         transaction. Durable when it returns."""
+
+    def append_turn(self) -> AbstractContextManager[None]:
+        """Hold the log's append turn among processes (the log writer gathers its batch inside it,
+        so requests that arrive while another process commits join this commit, not the next).
+        `append` takes the turn itself when the caller does not hold it."""
+        return nullcontext()
 
     @abstractmethod
     def read_log(self, after_seq: int, limit: int) -> list[LogEntry]:

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ class SQLiteStorage(SQLStorage):
                 continue  # busy or closing: the next round, or the safety net, catches up
 
     @contextmanager
-    def _append_turn(self) -> Iterator[None]:
+    def append_turn(self) -> Iterator[None]:
         """The log writers of several processes (`cairn serve --workers N`) take turns through
         an flock on a file beside the database before they ask SQLite for its write lock: the
         next writer wakes the moment the last one commits, where SQLite's busy handler would
@@ -164,9 +164,11 @@ class SQLiteStorage(SQLStorage):
                 )
             fd = self._append_fd
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits without the GIL
+        self._local.turn = True
         try:
             yield
         finally:
+            self._local.turn = False
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
@@ -209,7 +211,8 @@ class SQLiteStorage(SQLStorage):
         if not getattr(self._local, "writer", False):
             self._connection().execute(f"PRAGMA cache_size=-{self._cache_kib}")
             self._local.writer = True
-        with self._append_turn(), self._write() as conn:
+        turn = nullcontext() if getattr(self._local, "turn", False) else self.append_turn()
+        with turn, self._write() as conn:
             # seq is the rowid: SQLite assigns max + 1 under the write lock, so seq order is
             # commit order.
             workspaces = {e.workspace_id for e in events}
