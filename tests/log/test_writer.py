@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def test_consumer_resumes_from_its_commit(storage: SQLiteStorage) -> None:
     assert again.lag() == 6
     with pytest.raises(ValueError, match="cannot move back"):
         again.commit(1)
+
+
+def test_what_arrives_while_another_process_commits_joins_one_commit(tmp_path: Path) -> None:
+    """`cairn serve --workers N`: a writer waiting for the append turn (another process is
+    committing) gathers everything that arrived meanwhile into its next commit."""
+    mine = SQLiteStorage(tmp_path / "cairn.db")
+    mine.migrate()
+    other = SQLiteStorage(tmp_path / "cairn.db")  # its own lock file handle, as another process
+    writer = LogWriter(mine)
+    writer.start()
+    try:
+        with other.append_turn():
+            futures = [writer.submit([record(n)]) for n in range(5)]
+            time.sleep(0.2)
+            assert not any(f.done() for f in futures), "nothing commits while the turn is taken"
+        assert [f.result(timeout=10).inserted for f in futures] == [5] * 5
+        assert writer.stats.commits == 1
+    finally:
+        writer.stop()
+        other.close()
+        mine.close()
