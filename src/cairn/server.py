@@ -3,13 +3,13 @@
 One Python process tops out at about one core of HTTP, decoding and normalizing (see
 docs/benchmarks.md, "Ingest"). With `workers` > 1 the parent process serves nothing (`cairn serve`
 has migrated and bootstrapped the database before): it reserves the port, forks the workers and
-watches them. Each worker binds the
-port with `SO_REUSEPORT` (the kernel spreads new connections over the workers) and runs the whole
-application on its own: its own log writer and group commit (SQLite serializes the commits of all
-processes with its write lock, PostgreSQL with the append's advisory lock, so the log's sequence
-stays one monotonic order and dedupe stays one unique index), and its own pipeline runner, which
-stands by unless it holds the pipeline's lease. A worker that dies is replaced; SIGINT or SIGTERM
-to the parent stops every worker gracefully (each commits what it accepted before it exits).
+watches them. Each worker binds the port with `SO_REUSEPORT` (the kernel spreads new connections
+over the workers) and runs the whole application on its own: its own log writer and group commit
+(the processes' commits take turns, on SQLite through an flock and then its write lock, on
+PostgreSQL through the append's advisory lock, so the log's sequence stays one monotonic order and
+dedupe stays one unique index), and its own pipeline runner, which stands by unless it holds the
+pipeline's lease. A worker that dies is replaced; SIGINT or SIGTERM to the parent stops every
+worker gracefully (each commits what it accepted before it exits); workers die with the parent.
 """
 
 from __future__ import annotations
