@@ -35,6 +35,7 @@ __all__ = ["Segment", "SegmentEngine", "Segments", "load_people"]
 log = logging.getLogger(__name__)
 MAX_SEGMENTS = 500
 PAGE = 500
+DIRTY_PAGE = 1_000  # changed persons per transaction (a commit each)
 SEEN_MAX = 200_000  # persons whose inputs the engine remembers
 BULK = 5_000  # persons per page of a backfill that the compiled SQL answers
 STEP_S = 0.25  # one step's work on dirty persons, so the pipeline's batches are not starved
@@ -366,8 +367,8 @@ class SegmentEngine:
             key=lambda row: row[2],
         )
         deadline = time.monotonic() + STEP_S
-        for start in range(0, len(rows), PAGE):
-            self._dirty_page(rows[start : start + PAGE])
+        for start in range(0, len(rows), DIRTY_PAGE):
+            self._dirty_page(rows[start : start + DIRTY_PAGE])
             if time.monotonic() > deadline:
                 break
         return bool(rows)
@@ -414,10 +415,11 @@ class SegmentEngine:
                 counted = decode_json(counts)
                 now[pid] = _Parts(hash(_text(traits)), first, last,
                                   {n: tuple(counted[n]) for n in names if n in counted})  # fmt: skip
+        reads = _Reads(segments)
         wanted: dict[int, set[int]] = {}
         for pid, parts in now.items():
             before = self._seen.pop(pid, None)
-            chosen = {s.id for s in segments if _affected(s.condition, before, parts)}
+            chosen = reads.affected(before, parts)
             if chosen:
                 wanted[pid] = chosen
             if parts is not None:
@@ -697,21 +699,46 @@ def _text(value: Any) -> Any:
     return value if isinstance(value, str | bytes) else msgspec.json.encode(value)
 
 
-def _affected(cond: Condition, before: _Parts | None, now: _Parts | None) -> bool:
-    if before is None or now is None:
-        return True
-    if isinstance(cond, All | AnyOf):
-        return any(_affected(c, before, now) for c in cond.items)
-    if isinstance(cond, Not):
-        return _affected(cond.item, before, now)
-    if isinstance(cond, Did):
-        return before.counts.get(cond.event) != now.counts.get(cond.event)
-    if isinstance(cond, Predicate) and cond.scope == "trait":
-        return before.traits != now.traits
-    if isinstance(cond, Predicate) and cond.scope == "profile":
-        return (before.first_seen_ms, before.last_seen_ms) != (now.first_seen_ms,
-                                                                now.last_seen_ms)  # fmt: skip
-    return True  # account traits, segment references
+class _Reads:
+    """Which segments read what: an index from each input to the segments a change of it can
+    affect."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        self.all = {s.id for s in segments}
+        self.always: set[int] = set()
+        self.traits: set[int] = set()
+        self.profile: set[int] = set()
+        self.names: dict[str, set[int]] = {}
+        for s in segments:
+            self._add(s.id, s.condition)
+
+    def _add(self, sid: int, cond: Condition) -> None:
+        if isinstance(cond, All | AnyOf):
+            for item in cond.items:
+                self._add(sid, item)
+        elif isinstance(cond, Not):
+            self._add(sid, cond.item)
+        elif isinstance(cond, Did):
+            self.names.setdefault(cond.event, set()).add(sid)
+        elif isinstance(cond, Predicate) and cond.scope == "trait":
+            self.traits.add(sid)
+        elif isinstance(cond, Predicate) and cond.scope == "profile":
+            self.profile.add(sid)
+        else:  # account traits, segment references
+            self.always.add(sid)
+
+    def affected(self, before: _Parts | None, now: _Parts | None) -> set[int]:
+        if before is None or now is None:
+            return self.all
+        chosen = set(self.always)
+        if before.traits != now.traits:
+            chosen |= self.traits
+        if (before.first_seen_ms, before.last_seen_ms) != (now.first_seen_ms, now.last_seen_ms):
+            chosen |= self.profile
+        for name, sids in self.names.items():
+            if before.counts.get(name) != now.counts.get(name):
+                chosen |= sids
+        return chosen
 
 
 _RELATIVE = ("within_last", "more_than_ago")
