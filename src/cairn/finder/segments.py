@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -400,10 +401,10 @@ class SegmentEngine:
 
     def _changed(self, segments: list[Segment], pids: list[int]) -> dict[int, set[int]]:
         """For each person, the segments whose inputs changed since the engine last saw the
-        person (traits, first and last seen, or the counters of an event name a segment
+        person (traits, accounts, first and last seen, or the counters of an event name a segment
         counts: any new, late or merged event of that name changes its count or last time).
-        Time passing needs no evaluation here: timers cover it. Account tests, segment
-        references and persons never seen (or merged) are always evaluated."""
+        Time passing needs no evaluation here: timers cover it. Segment references and
+        persons never seen (or merged) are always evaluated."""
         names = set().union(*(event_names(s.condition) for s in segments))
         now: dict[int, _Parts | None] = {pid: None for pid in pids}
         for pid, traits, counts, first, last, merged in self.store.rows(
@@ -413,8 +414,20 @@ class SegmentEngine:
         ):
             if merged is None:
                 counted = decode_json(counts)
-                now[pid] = _Parts(hash(_text(traits)), first, last,
+                now[pid] = _Parts(hash(_text(traits)), 0, first, last,
                                   {n: tuple(counted[n]) for n in names if n in counted})  # fmt: skip
+        accounts: dict[int, list[Any]] = {}
+        for pid, group_id, traits in self.store.rows(
+            "SELECT m.person_id, a.group_id, a.traits FROM account_members m JOIN accounts a "
+            "ON a.workspace_id = m.workspace_id AND a.group_id = m.group_id "
+            f"WHERE m.person_id IN ({','.join('?' * len(pids))})",
+            pids,
+        ):
+            accounts.setdefault(pid, []).append((group_id, _text(traits)))
+        for pid, held in accounts.items():
+            parts = now.get(pid)
+            if parts is not None:
+                now[pid] = dataclasses.replace(parts, accounts=hash(tuple(sorted(held))))
         reads = _Reads(segments)
         wanted: dict[int, set[int]] = {}
         for pid, parts in now.items():
@@ -643,11 +656,13 @@ class SegmentEngine:
                     if data is not None:
                         (data.segments.add if member else data.segments.discard)(segment.name)
                 old = timers.get((segment.id, pid))
-                if due != old:
-                    if due is None:
-                        drop_timers.append((segment.id, pid))
-                    else:
-                        set_timers.append((segment.id, pid, due))
+                if due is None and old is not None:
+                    drop_timers.append((segment.id, pid))
+                elif due is not None and (old is None or due < old or old <= now):
+                    # A timer earlier than needed only costs an evaluation when it fires (which
+                    # sets the right one), so one that moves later is left as it is: every
+                    # event moves "last seen within 7 days" a little later.
+                    set_timers.append((segment.id, pid, due))
         self._write_changes(tx, changes, now)
         tx.many(
             "INSERT INTO segment_timers (segment_id, person_id, due_ms) VALUES (?, ?, ?) "
@@ -690,6 +705,7 @@ class _Parts:
     """What the engine last saw of a person, to tell which segments a change can affect."""
 
     traits: int  # hash of the traits' JSON
+    accounts: int  # hash of the person's accounts' traits
     first_seen_ms: int | None
     last_seen_ms: int | None
     counts: dict[str, tuple[int, ...]]  # event name -> [count, first, last] from event_counts
@@ -708,6 +724,7 @@ class _Reads:
         self.always: set[int] = set()
         self.traits: set[int] = set()
         self.profile: set[int] = set()
+        self.accounts: set[int] = set()
         self.names: dict[str, set[int]] = {}
         for s in segments:
             self._add(s.id, s.condition)
@@ -724,7 +741,9 @@ class _Reads:
             self.traits.add(sid)
         elif isinstance(cond, Predicate) and cond.scope == "profile":
             self.profile.add(sid)
-        else:  # account traits, segment references
+        elif isinstance(cond, Predicate):
+            self.accounts.add(sid)
+        else:  # segment references
             self.always.add(sid)
 
     def affected(self, before: _Parts | None, now: _Parts | None) -> set[int]:
@@ -733,6 +752,8 @@ class _Reads:
         chosen = set(self.always)
         if before.traits != now.traits:
             chosen |= self.traits
+        if before.accounts != now.accounts:
+            chosen |= self.accounts
         if (before.first_seen_ms, before.last_seen_ms) != (now.first_seen_ms, now.last_seen_ms):
             chosen |= self.profile
         for name, sids in self.names.items():
