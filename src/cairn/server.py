@@ -52,8 +52,12 @@ _QUICK_DEATHS_ALLOWED = 3
 
 
 def default_workers() -> int:
-    """One worker per core, at most four (`workers = 0`)."""
-    return max(1, min(os.cpu_count() or 1, _MAX_AUTO_WORKERS))
+    """One worker per core this process may run on, at most four (`workers = 0`)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_AUTO_WORKERS))
 
 
 def tune_runtime() -> None:
