@@ -12,7 +12,8 @@ import pytest
 from cairn.errors import Overloaded, StorageError
 from cairn.ingest.messages import EventRecord, RejectedRecord
 from cairn.log import Consumer, LogWriter
-from cairn.storage.base import AppendResult
+from cairn.storage.base import AppendResult, Storage
+from cairn.storage.postgres import PostgresStorage
 from cairn.storage.sqlite import SQLiteStorage
 
 
@@ -108,12 +109,23 @@ def test_consumer_resumes_from_its_commit(storage: SQLiteStorage) -> None:
         again.commit(1)
 
 
-def test_what_arrives_while_another_process_commits_joins_one_commit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_what_arrives_while_another_process_commits_joins_one_commit(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """`cairn serve --workers N`: a writer waiting for the append turn (another process is
     committing) gathers everything that arrived meanwhile into its next commit."""
-    mine = SQLiteStorage(tmp_path / "cairn.db")
+    mine: Storage
+    other: Storage
+    if backend == "sqlite":
+        mine = SQLiteStorage(tmp_path / "cairn.db")
+        other = SQLiteStorage(tmp_path / "cairn.db")  # its own lock file handle, as a process
+    else:
+        url = request.getfixturevalue("postgres_url")
+        mine, other = PostgresStorage(url), PostgresStorage(url)
     mine.migrate()
-    other = SQLiteStorage(tmp_path / "cairn.db")  # its own lock file handle, as another process
     writer = LogWriter(mine)
     writer.start()
     try:

@@ -35,6 +35,7 @@ _Connection = psycopg.Connection[tuple[Any, ...]]
 # Advisory lock keys: the ASCII of a name, so they explain themselves in pg_locks.
 _APPEND_LOCK = int.from_bytes(b"cairnlog")
 _MIGRATE_LOCK = int.from_bytes(b"cairnmig")
+_TURN_LOCK = int.from_bytes(b"cairntrn")
 
 _LOG_COLUMNS = (
     "seq, workspace_id, source_id, message_id, dedupe_bucket, type, event, user_id, anonymous_id, "
@@ -110,6 +111,21 @@ class PostgresStorage(SQLStorage):
     def _rows(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
             return conn.execute(sql, params, binary=True).fetchall()
+
+    @contextmanager
+    def append_turn(self) -> Iterator[None]:
+        """The log writers of several processes (`cairn serve --workers N`) take turns through a
+        session advisory lock on a connection of their own, so a writer gathers its batch only
+        once the others' commits are done (`append` still takes its own lock inside)."""
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_TURN_LOCK,))
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_TURN_LOCK,))
+                except psycopg.Error:
+                    conn.close()  # never back to the pool holding the lock; closing releases it
 
     def close(self) -> None:
         self._pool.close()
