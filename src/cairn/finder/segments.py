@@ -629,16 +629,19 @@ class SegmentEngine:
                 data.segments = held.get(pid, set())
         chosen = {s.id for s in ordered}
         # By the primary key (segment, person): segment_timers has no index by person alone, and
-        # `person_id IN` scanned every timer of every segment for each page.
-        timers = {
+        # `person_id IN` scanned every timer of every segment for each page. Changed persons
+        # skip the read: their timers are only ever brought earlier (below), never dropped; a
+        # timer earlier than needed fires, and its evaluation sets the right one or drops it.
+        timers = {} if wanted is not None else {
             (sid, pid): due
             for sid, pid, due in tx.all(
                 f"SELECT segment_id, person_id, due_ms FROM segment_timers "
                 f"WHERE segment_id IN ({','.join('?' * len(chosen))}) AND person_id IN ({marks})",
                 [*chosen, *pids],
             )
-        }
+        }  # fmt: skip
         set_timers: list[tuple[int, int, int]] = []
+        earlier: list[tuple[int, int, int]] = []  # set, or moved earlier only
         drop_timers: list[tuple[int, int]] = []
         changes: list[tuple[Segment, int, bool]] = []
         for segment in ordered:
@@ -658,6 +661,8 @@ class SegmentEngine:
                 old = timers.get((segment.id, pid))
                 if due is None and old is not None:
                     drop_timers.append((segment.id, pid))
+                elif due is not None and wanted is not None:
+                    earlier.append((segment.id, pid, due))
                 elif due is not None and (old is None or due < old or old <= now):
                     # A timer earlier than needed only costs an evaluation when it fires (which
                     # sets the right one), so one that moves later is left as it is: every
@@ -668,6 +673,12 @@ class SegmentEngine:
             "INSERT INTO segment_timers (segment_id, person_id, due_ms) VALUES (?, ?, ?) "
             "ON CONFLICT (segment_id, person_id) DO UPDATE SET due_ms = excluded.due_ms",
             set_timers,
+        )
+        tx.many(
+            "INSERT INTO segment_timers (segment_id, person_id, due_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (segment_id, person_id) DO UPDATE SET due_ms = excluded.due_ms "
+            "WHERE excluded.due_ms < segment_timers.due_ms",
+            earlier,
         )
         tx.many("DELETE FROM segment_timers WHERE segment_id = ? AND person_id = ?", drop_timers)
 
@@ -723,7 +734,8 @@ class _Reads:
         self.all = {s.id for s in segments}
         self.always: set[int] = set()
         self.traits: set[int] = set()
-        self.profile: set[int] = set()
+        self.first_seen: set[int] = set()
+        self.last_seen: set[int] = set()
         self.accounts: set[int] = set()
         self.names: dict[str, set[int]] = {}
         for s in segments:
@@ -740,7 +752,7 @@ class _Reads:
         elif isinstance(cond, Predicate) and cond.scope == "trait":
             self.traits.add(sid)
         elif isinstance(cond, Predicate) and cond.scope == "profile":
-            self.profile.add(sid)
+            (self.first_seen if cond.path[0] == "first_seen" else self.last_seen).add(sid)
         elif isinstance(cond, Predicate):
             self.accounts.add(sid)
         else:  # segment references
@@ -754,8 +766,10 @@ class _Reads:
             chosen |= self.traits
         if before.accounts != now.accounts:
             chosen |= self.accounts
-        if (before.first_seen_ms, before.last_seen_ms) != (now.first_seen_ms, now.last_seen_ms):
-            chosen |= self.profile
+        if before.first_seen_ms != now.first_seen_ms:
+            chosen |= self.first_seen
+        if before.last_seen_ms != now.last_seen_ms:
+            chosen |= self.last_seen
         for name, sids in self.names.items():
             if before.counts.get(name) != now.counts.get(name):
                 chosen |= sids
