@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cairn.ids import parse_int
 from cairn.settings import Settings, settings_markdown
 from cairn.storage.base import Storage, storage_for
 from cairn.workspaces import (
@@ -543,8 +544,8 @@ def people_show(
         kind, sep, value = person.partition(":")
         if sep:
             person_id = read.lookup(store, pipeline.rules, ws.id, {kind: value})
-        elif person.isdigit():
-            person_id = int(person)
+        elif (number := parse_int(person)) is not None:
+            person_id = number
         else:
             raise click.BadParameter("a person id or kind:value", param_hint="PERSON")
         profile = read.person_json(

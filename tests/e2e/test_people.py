@@ -107,6 +107,8 @@ def test_segment_library_to_profile_timeline_and_unmerge(server: ServerProcess) 
     [
         ("GET", "/api/v1/people/abc", None, 404),
         ("GET", "/api/v1/people/99999999999999999999999", None, 404),
+        ("GET", "/api/v1/people/%C2%B2", None, 404),  # "²": str.isdigit, but not int
+        ("GET", "/api/v1/segments/%D9%A1%C2%B2", None, 404),
         ("GET", "/api/v1/people/lookup", None, 400),
         ("GET", "/api/v1/people/lookup?user_id=a&anonymous_id=b", None, 400),
         ("GET", "/api/v1/people/lookup?user_id=nobody", None, 404),
@@ -115,6 +117,8 @@ def test_segment_library_to_profile_timeline_and_unmerge(server: ServerProcess) 
         ("GET", "/api/v1/people/1/timeline?cursor=1.2.3", None, 400),
         ("GET", "/api/v1/people/1/timeline?types=bogus", None, 400),
         ("GET", "/api/v1/people/1/timeline?since=yesterday", None, 400),
+        ("GET", "/api/v1/people/1/timeline?since=-%C2%B2", None, 400),
+        ("GET", "/api/v1/people/1/timeline?until=" + "9" * 30, None, 400),
         ("GET", "/api/v1/accounts/%00%ff", None, 404),
         ("GET", "/api/v1/accounts?cursor=x", None, 400),
         ("POST", "/api/v1/people/1/unmerge", b"{", 400),

@@ -96,7 +96,15 @@ def test_report_quarantine_and_naming_with_bad_input(tmp_path: Path) -> None:
         )
         held = client.get("/api/v1/plans/quarantine", headers=auth).json()["data"]
         assert [h["message"]["event"] for h in held] == ["Order Completed"]
-        assert client.get("/api/v1/plans/quarantine?cursor=x", headers=auth).status_code == 400
+        # digits int() refuses ("²") and numbers wider than a 64-bit column are 400s, not 500s
+        for bad in ("x", "%C2%B2", "9" * 30):
+            assert (
+                client.get(f"/api/v1/plans/quarantine?cursor={bad}", headers=auth).status_code
+                == 400
+            )
+            assert (
+                client.get(f"/api/v1/plans/violations?since={bad}", headers=auth).status_code == 400
+            )
         unknown = client.post("/api/v1/plans/quarantine/replay", headers=auth, json={"seqs": [999]})
         assert unknown.status_code == 404
         assert client.post("/api/v1/plans/quarantine/replay", headers=auth,

@@ -456,6 +456,8 @@ def test_a_segment_others_refer_to_cannot_be_deleted(site: Site) -> None:
     ("path", "status", "message"),
     [
         ("/people/abc", 404, "There is no person"),
+        ("/people/%C2%B2", 404, "There is no person"),  # "²": str.isdigit, but not int
+        ("/segments/%C2%B2", 404, "There is no segment"),
         ("/people/99999", 404, "no person 99999"),
         ("/people/1?types=bogus", 400, "unknown type"),
         ("/people?cursor=zzz", 400, "invalid cursor"),

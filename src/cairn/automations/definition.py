@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from cairn.errors import BadRequest
 from cairn.finder.tree import Condition, ConditionError, from_json, where_from_json
+from cairn.ids import parse_int
 
 __all__ = [
     "STATES",
@@ -239,10 +240,9 @@ def _frequency(raw: Any) -> Frequency:
         return Frequency(raw)
     if isinstance(raw, str) and raw.startswith("once_per:"):
         return Frequency("once_per", window_ms=_duration(raw[9:], at))
-    if isinstance(raw, str) and raw.startswith("max:") and raw[4:].isdigit():
-        n = int(raw[4:])
-        if 1 <= n <= 1_000_000:
-            return Frequency("max", n=n)
+    n = parse_int(raw[4:]) if isinstance(raw, str) and raw.startswith("max:") else None
+    if n is not None and 1 <= n <= 1_000_000:
+        return Frequency("max", n=n)
     raise DefinitionError("frequency is every_time, once, once_per:DURATION or max:N", at=at)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from cairn.automations.webhooks import attempts_of
 from cairn.errors import BadRequest, NotFound
+from cairn.ids import parse_int
 from cairn.ingest.timestamps import format_ms
 from cairn.storage.people import PeopleStore, decode_json
 
@@ -38,10 +39,11 @@ def list_runs(
         clauses.append("person_id = ?")
         params.append(person_id)
     if cursor:
-        if not cursor.isdigit():
+        found = parse_int(cursor)
+        if found is None:
             raise BadRequest(f"invalid cursor {cursor!r}", code="invalid_cursor")
         clauses.append("id < ?")
-        params.append(int(cursor))
+        params.append(found)
     rows = store.rows(
         f"SELECT {_COLUMNS} FROM automation_runs WHERE {' AND '.join(clauses)} "
         "ORDER BY id DESC LIMIT ?",

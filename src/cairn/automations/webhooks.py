@@ -40,6 +40,7 @@ import httpx
 
 from cairn import __version__
 from cairn.errors import Conflict, NotFound
+from cairn.ids import parse_int
 from cairn.ingest.timestamps import format_ms, now_ms
 from cairn.storage.people import PeopleStore, Tx, decode_json
 
@@ -137,8 +138,8 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if (seconds := parse_int(value)) is not None:
+        return float(seconds)
     try:
         return max(float(parsedate_to_datetime(value).timestamp()) - time.time(), 0.0)
     except (TypeError, ValueError):

@@ -28,6 +28,7 @@ from cairn.finder.evaluate import PersonData, evaluate, event_names, segment_nam
 from cairn.finder.functions import properties_of
 from cairn.finder.search import Search
 from cairn.finder.tree import All, AnyOf, Condition, Did, Not, Predicate, from_json, to_json
+from cairn.ids import parse_int
 from cairn.ingest.timestamps import format_ms, now_ms
 from cairn.storage.people import PeopleStore, Tx, decode_json
 
@@ -231,11 +232,12 @@ class Segments:
         self.get(workspace_id, segment_id)
         after = 0
         if cursor:
-            if not cursor.isdigit():
+            found = parse_int(cursor)
+            if found is None:
                 from cairn.errors import BadRequest
 
                 raise BadRequest(f"invalid cursor {cursor!r}", code="invalid_cursor")
-            after = int(cursor)
+            after = found
         rows = self.store.rows(
             "SELECT m.person_id, m.entered_ms, p.traits, p.last_seen_ms FROM segment_members m "
             "JOIN persons p ON p.id = m.person_id WHERE m.segment_id = ? AND m.person_id > ? "

@@ -70,13 +70,13 @@ class PlanStore:
             version = int(rows[0][0]) + 1
             tx.run(
                 "UPDATE plan_versions SET active = ? WHERE source_id = ?",
-                (self._false(), source_id),
+                (self.store.storage.flag(False), source_id),
             )
             tx.run(
                 "INSERT INTO plan_versions (workspace_id, source_id, version, name, plan, active, "
                 "created_ms) VALUES (?, ?, ?, ?, {j}, ?, ?)",
                 (workspace_id, source_id, version, plan.name, self.store.json(document),
-                 self._true(), now_ms()),
+                 self.store.storage.flag(True), now_ms()),
             )  # fmt: skip
         self.invalidate()
         return {"source_id": source_id, "version": version, "name": plan.name}
@@ -87,15 +87,9 @@ class PlanStore:
         with self.store.tx() as tx:
             tx.run(
                 "UPDATE plan_versions SET active = ? WHERE source_id = ?",
-                (self._false(), source_id),
+                (self.store.storage.flag(False), source_id),
             )
         self.invalidate()
-
-    def _true(self) -> Any:
-        return True if self.store.dialect == "postgres" else 1
-
-    def _false(self) -> Any:
-        return False if self.store.dialect == "postgres" else 0
 
     def _source(self, workspace_id: int, source_id: str) -> None:
         rows = self.store.rows(
@@ -121,7 +115,7 @@ class PlanStore:
         if version is None:
             rows = self.store.rows(
                 "SELECT version, plan FROM plan_versions WHERE source_id = ? AND active = ?",
-                (source_id, self._true()),
+                (source_id, self.store.storage.flag(True)),
             )
         else:
             rows = self.store.rows(
@@ -169,7 +163,7 @@ class PlanStore:
         rows = self.store.rows(
             "SELECT v.source_id, v.version, v.plan, s.name FROM plan_versions v "
             "JOIN sources s ON s.id = v.source_id WHERE v.active = ?",
-            (self._true(),),
+            (self.store.storage.flag(True),),
         )
         checkers: dict[str, Checker] = {}
         for source_id, version, document, source_name in rows:

@@ -128,6 +128,10 @@ class SQLStorage(Storage):
     def _write(self) -> AbstractContextManager[Any]:
         """A connection inside a write transaction, committed on exit."""
 
+    def flag(self, value: bool) -> bool | int:
+        """`value` as a parameter for a boolean column: PostgreSQL's `boolean`, SQLite's 0/1."""
+        return value if self.dialect == "postgres" else int(value)
+
     def _sql(self, text: str) -> str:
         return text.replace("{p}", self.mark)
 
@@ -234,7 +238,7 @@ class SQLStorage(Storage):
                     )
                 conn.execute(
                     self._sql("UPDATE sources SET require_user_hash = {p} WHERE id = {p}"),
-                    (require if self.dialect == "postgres" else int(require), source_id),
+                    (self.flag(require), source_id),
                 )
         source = self._source("id", source_id)
         assert source is not None

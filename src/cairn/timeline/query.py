@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from cairn.errors import BadRequest
+from cairn.ids import parse_int
 from cairn.ingest.messages import MESSAGE_TYPES
 from cairn.ingest.timestamps import format_ms, parse_ms
 from cairn.storage.people import PeopleStore, decode_json
@@ -95,8 +96,8 @@ def _names(raw: str | None) -> frozenset[str] | None:
 def _time(name: str, raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if raw.lstrip("-").isdigit():
-        return int(raw)
+    if (number := parse_int(raw, signed=True)) is not None:
+        return number
     ms = parse_ms(raw)
     if ms is None:
         raise BadRequest(

@@ -18,11 +18,11 @@ from cairn.automations.webhooks import (
     replay_delivery,
     workspace_secret,
 )
-from cairn.errors import NotFound
 from cairn.storage.base import Token
 from cairn.storage.people import PeopleStore
 from cairn.storage.sql import SQLStorage
 from cairn.web.api import bearer
+from cairn.web.errors import path_id
 from cairn.workspaces import authenticate
 
 __all__ = ["automations_router"]
@@ -37,9 +37,7 @@ class StateIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _id(raw: str, what: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no {what} {raw!r}")
-    return int(raw)
+    return path_id(raw, f"no {what} {{raw!r}}")
 
 
 def automations_router(storage: SQLStorage, wake: Callable[[], None] | None = None) -> Router:

@@ -9,9 +9,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from cairn.errors import CairnError, Overloaded, StorageError
+from cairn.errors import CairnError, NotFound, Overloaded, StorageError
+from cairn.ids import parse_int
 
-__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "error_response", "path_id"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,15 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "overloaded",
 }
+
+
+def path_id(raw: str, missing: str) -> int:
+    """The numeric id in a URL path (persons, segments: 64-bit); anything else answers 404 with
+    `missing`, formatted with `raw`."""
+    found = parse_int(raw)
+    if found is None:
+        raise NotFound(missing.format(raw=raw))
+    return found
 
 
 def error_response(

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from cairn.errors import BadRequest, NotFound
+from cairn.errors import BadRequest
 from cairn.finder.search import Search, condition_from_request
 from cairn.finder.segments import Segments
 from cairn.finder.tree import Condition
@@ -19,6 +19,7 @@ from cairn.storage.base import Token
 from cairn.storage.people import PeopleStore
 from cairn.storage.sql import SQLStorage
 from cairn.web.api import bearer
+from cairn.web.errors import path_id
 from cairn.workspaces import authenticate
 
 __all__ = ["finder_router"]
@@ -64,9 +65,7 @@ def _text_of(condition: Condition, query: str | None) -> str:
 
 
 def _segment_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no segment {raw!r}")
-    return int(raw)
+    return path_id(raw, "no segment {raw!r}")
 
 
 def finder_router(storage: SQLStorage, runner: Runner | None) -> Router:

@@ -12,7 +12,6 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from cairn.errors import NotFound
 from cairn.identity.unmerge import unmerge
 from cairn.ingest.timestamps import format_ms
 from cairn.pipeline.runner import Pipeline, Runner
@@ -20,6 +19,7 @@ from cairn.profiles import read
 from cairn.storage.base import Storage, Token
 from cairn.timeline import TimelineQuery, account_timeline, person_timeline
 from cairn.web.api import bearer
+from cairn.web.errors import path_id
 from cairn.workspaces import authenticate
 
 __all__ = ["metrics_route", "people_router"]
@@ -40,9 +40,7 @@ class ReplayIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _person_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no person {raw!r}")
-    return int(raw)
+    return path_id(raw, "no person {raw!r}")
 
 
 def people_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) -> Router:

@@ -23,12 +23,14 @@ from cairn.finder.segments import Segments
 from cairn.finder.text import parse
 from cairn.finder.tree import ConditionError
 from cairn.identity.unmerge import unmerge
+from cairn.ids import parse_int
 from cairn.pipeline.runner import Pipeline, Runner
 from cairn.profiles import read
 from cairn.storage.base import Token
 from cairn.storage.sql import SQLStorage
 from cairn.timeline import TimelineQuery, account_timeline, person_timeline
 from cairn.web.api import bearer
+from cairn.web.errors import path_id
 from cairn.web.pages import Pages, html_response, same_origin
 from cairn.web.people_views import (
     account_url,
@@ -56,15 +58,11 @@ def _url(path: str, **params: str | None) -> str:
 
 
 def _person_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"There is no person {raw!r}.")
-    return int(raw)
+    return path_id(raw, "There is no person {raw!r}.")
 
 
 def _segment_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"There is no segment {raw!r}.")
-    return int(raw)
+    return path_id(raw, "There is no segment {raw!r}.")
 
 
 class _People(Pages):
@@ -160,8 +158,8 @@ class _People(Pages):
                 return read.lookup(self.store, self.rules, token.workspace_id, {kind: value})
             except NotFound:
                 continue
-        if value.isdigit() and len(value) <= 18:
-            return read.root_of(self.store, token.workspace_id, int(value))
+        if (number := parse_int(value)) is not None:
+            return read.root_of(self.store, token.workspace_id, number)
         raise NotFound(f"No person has the user id, anonymous id or email {value!r}.")
 
     def person(
@@ -180,7 +178,7 @@ class _People(Pages):
             person=profile,
             name=display_name(profile["traits"], user),
             merged_from_id=asked if asked != root else None,
-            request_unmerged=unmerged if unmerged and unmerged.isdigit() else None,
+            request_unmerged=unmerged if unmerged and parse_int(unmerged) is not None else None,
             segments=self.segments.of_person(token.workspace_id, root),
             filters=filters,
             **self.person_timeline(token, root, filters, None),

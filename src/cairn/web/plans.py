@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.errors import BadRequest, InvalidBody
+from cairn.ids import parse_int
 from cairn.ingest.timestamps import parse_ms
 from cairn.pipeline.runner import Pipeline, Runner
 from cairn.plans.naming import RULES
@@ -101,7 +102,9 @@ def plans_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) ->
     ) -> Any:
         since_ms = None
         if since:
-            since_ms = int(since) if since.isdigit() else parse_ms(since)
+            since_ms = parse_int(since)
+            if since_ms is None:
+                since_ms = parse_ms(since)
             if since_ms is None:
                 raise BadRequest("since is ISO 8601 or epoch milliseconds", code="invalid_time")
         return {
@@ -114,9 +117,10 @@ def plans_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) ->
     def quarantine(token: _Auth, limit: _Limit = 100, cursor: _Text = None) -> Any:
         after = 0
         if cursor:
-            if not cursor.isdigit():
+            found = parse_int(cursor)
+            if found is None:
                 raise BadRequest(f"invalid cursor {cursor!r}", code="invalid_cursor")
-            after = int(cursor)
+            after = found
         return plans.quarantine(token.workspace_id, limit=limit, after=after)
 
     @post(
