@@ -121,3 +121,28 @@ def test_unicode_source_name_round_trips(tmp_path: Path) -> None:
     assert json.loads(made.stdout)["name"] == name
     listed = cairn("sources", "list", "--data-dir", str(tmp_path), "--json")
     assert json.loads(listed.stdout)[0]["name"] == name
+
+
+@pytest.mark.parametrize("workers", ["2", "1"])
+def test_serve_refuses_a_port_another_server_answers_on(workers: str, tmp_path: Path) -> None:
+    """With SO_REUSEPORT, workers could silently join another server's port and split its
+    connections: `cairn serve` must refuse a port that answers, and say why."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = cairn("serve", "--workers", workers, "--host", "127.0.0.1", "--port", port,
+                     "--data-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode != 0
+    assert "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["-1", "two", "1.5"])
+def test_serve_refuses_a_bad_worker_count(workers: str, tmp_path: Path) -> None:
+    done = cairn("serve", "--workers", workers, "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "--workers" in done.stderr
+    assert "Traceback" not in done.stderr
