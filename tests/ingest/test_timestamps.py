@@ -112,3 +112,32 @@ def test_parse_ms_never_raises(text: str) -> None:
 def test_now_ms_is_the_wall_clock() -> None:
     wall = datetime.now(UTC)
     assert abs(now_ms() - (wall - EPOCH) / timedelta(milliseconds=1)) < 1000
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-01T00:00:00.123Z", "2024-01-01T00:00:00.123+00:00",
+     "2024-01-01T00:00:00.123456+00:00", "1969-12-31T23:59:59.999Z"],
+)  # fmt: skip
+def test_the_cached_second_reads_like_the_first_parse(text: str) -> None:
+    # The libraries' forms are parsed once per second, then looked up: the second read of every
+    # variant of that second must agree with the general parser, and malformed ones still fail.
+    first = parse_ms(text)
+    assert first is not None
+    assert parse_ms(text) == first
+    prefix = text[:20]
+    for fraction, suffix in (("000", "Z"), ("999", "Z"), ("500", "+00:00"), ("999999", "+00:00")):
+        variant = f"{prefix}{fraction}{suffix}"
+        assert parse_ms(variant) == first - first % 1000 + int(fraction[:3])
+    for junk in ("12xZ", "1²3Z", "123abc+00:00", "12٣Z", "123+00:0x", "123 +00:00"):
+        assert parse_ms(prefix + junk) is None, prefix + junk
+
+
+@given(st.integers(min_value=FIRST_MS, max_value=LAST_MS), st.booleans(), st.booleans())
+def test_parse_ms_reads_the_libraries_forms_twice_alike(ms: int, micro: bool, zulu: bool) -> None:
+    moment = EPOCH + timedelta(milliseconds=ms)
+    text = moment.isoformat(timespec="microseconds" if micro else "milliseconds")
+    if zulu and not micro:
+        text = text.replace("+00:00", "Z")
+    assert parse_ms(text) == ms
+    assert parse_ms(text) == ms

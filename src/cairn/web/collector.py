@@ -1,23 +1,34 @@
-"""The collector's HTTP surface: PROTOCOL.md's endpoints, thin over `cairn.ingest.collector`."""
+"""The collector's HTTP surface: PROTOCOL.md's endpoints, thin over `cairn.ingest.collector`.
+
+The message endpoints (`/v1/batch`, `/v1/track`, ...) are answered by `CollectorEndpoint`, a plain
+ASGI application the app calls before Litestar routes anything (cairn.app): ingest is the one path
+where the framework's per-request work showed in profiles. Their Litestar route stays, for the
+OpenAPI schema and for anything the endpoint passes on; both call `Collector.collect` the same way.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
+from litestar.types import Receive, Scope, Send
 
-from cairn.errors import CairnError
+from cairn.errors import CairnError, PayloadTooLarge
+from cairn.ids import parse_int
 from cairn.ingest.collector import Collector, IncomingRequest
 from cairn.ingest.messages import MESSAGE_TYPES, SHORT_TYPES
 from cairn.settings import Settings
+from cairn.web.cors import cors_headers
+from cairn.web.errors import error_parts
 
-__all__ = ["collector_routes"]
+__all__ = ["CollectorEndpoint", "collector_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +39,103 @@ _ROUTES: dict[str, str | None] = {f"/v1/{t}": t for t in MESSAGE_TYPES}
 _ROUTES.update({f"/v1/{short}": t for short, t in SHORT_TYPES.items()})
 _ROUTES.update(dict.fromkeys(_BATCH_PATHS))
 _encode = msgspec.json.encode
+_INTERNAL_ERROR = b'{"code":"internal_error","message":"internal server error"}'
 
 
 def client_ip(request: Request[Any, Any, Any], settings: Settings) -> str | None:
+    host = request.client.host if request.client else None
+    return _client_ip(request.headers, host, settings)
+
+
+def _client_ip(headers: Mapping[str, str], peer: str | None, settings: Settings) -> str | None:
     if settings.trusted_proxy_header:
-        forwarded = request.headers.get(settings.trusted_proxy_header.lower(), "")
+        forwarded = headers.get(settings.trusted_proxy_header.lower(), "")
         first = forwarded.split(",")[0].strip()
         if first:
             return first
-    return request.client.host if request.client else None
+    return peer
+
+
+class CollectorEndpoint:
+    """POSTs to the message endpoints, as a plain ASGI application: the body read up to the limit,
+    `Collector.collect`, and the answer with the `/v1` CORS headers, errors as `error_parts` says.
+    What it does not handle (`handles` is false) goes to Litestar."""
+
+    def __init__(self, collector: Collector, settings: Settings) -> None:
+        self._collector = collector
+        self._settings = settings
+        # As Litestar's own limit was: gzip bodies may be up to twice the inflated limit on the
+        # wire; the collector checks the inflated size itself.
+        self._limit = settings.max_request_bytes * 2
+
+    @staticmethod
+    def handles(scope: Any) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and (scope["path"].rstrip("/") or "/") in _ROUTES
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        response_headers = cors_headers(headers.get("origin", "*").encode("latin-1"))
+        try:
+            body = await self._body(receive, headers)
+            if body is None:
+                return  # the client went away before it sent its body
+            path = scope["path"].rstrip("/")
+            client = scope.get("client")
+            incoming = IncomingRequest(
+                body=body,
+                headers=headers,
+                client_ip=_client_ip(headers, client[0] if client else None, self._settings),
+                batch=path in _BATCH_PATHS,
+                message_type=_ROUTES[path],
+            )
+            answer = await self._collector.collect(incoming)
+            status, content = 200, (_OK if len(answer) == 1 else _encode(answer))
+        except CairnError as exc:
+            status, error, extra = error_parts(exc)
+            content = _encode(error)
+            for header, text in (extra or {}).items():
+                response_headers.append((header.lower().encode(), text.encode()))
+        except Exception:  # as Litestar's last handler does: logged, a 500 without details
+            log.exception("unexpected error")
+            status, content = 500, _INTERNAL_ERROR
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    *response_headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    async def _body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
+        limit = self._limit
+        declared = parse_int(headers.get("content-length", ""))
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Any = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def collector_routes(collector: Collector, settings: Settings) -> list[HTTPRouteHandler]:

@@ -12,7 +12,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CollectorCORS", "add_cors_headers"]
+__all__ = ["CollectorCORS", "add_cors_headers", "cors_headers"]
 
 _PREFIX = "/v1/"
 _ALLOW_ORIGIN = b"access-control-allow-origin"
@@ -44,11 +44,14 @@ async def add_cors_headers(message: Message, scope: Scope) -> None:
     present = list(message.get("headers") or [])
     if any(name.lower() == _ALLOW_ORIGIN for name, _ in present):
         return
-    origin = _headers(scope).get(b"origin", b"*")
     updated: Any = message
+    updated["headers"] = [*present, *cors_headers(_headers(scope).get(b"origin", b"*"))]
+
+
+def cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers every `/v1` answer carries for a request from `origin`."""
     # Browsers hide Retry-After from cross-origin scripts unless it is exposed (cairn.js honours it).
-    updated["headers"] = [
-        *present,
+    return [
         (_ALLOW_ORIGIN, origin),
         (b"access-control-expose-headers", b"Retry-After"),
         (b"vary", b"Origin"),

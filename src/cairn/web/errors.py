@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from cairn.errors import CairnError, NotFound, Overloaded, StorageError
 from cairn.ids import parse_int
 
-__all__ = ["EXCEPTION_HANDLERS", "error_response", "path_id"]
+__all__ = ["EXCEPTION_HANDLERS", "error_parts", "error_response", "path_id"]
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,27 @@ def error_response(
     )
 
 
-def _cairn_error(_: Request[Any, Any, Any], exc: CairnError) -> Response[Any]:
+def error_parts(exc: CairnError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """A Cairn error's answer: status, JSON body and headers (also for the collector's own ASGI
+    endpoint, which answers without Litestar: cairn.web.collector)."""
+    if isinstance(exc, StorageError):
+        log.error("storage error: %s", exc.message)
+        return 503, {"code": exc.code, "message": exc.message}, {"Retry-After": "1"}
     headers = None
     if isinstance(exc, Overloaded):
         headers = {"Retry-After": str(exc.retry_after)}
-    if isinstance(exc, StorageError):
-        log.error("storage error: %s", exc.message)
-        return error_response(503, exc.code, exc.message, {"Retry-After": "1"})
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
     # Errors that know where (a condition's text position, a JSON location) say so.
-    extra = {}
     if getattr(exc, "position", None) is not None:
-        extra["position"] = exc.position  # type: ignore[attr-defined]
+        body["position"] = exc.position  # type: ignore[attr-defined]
     if getattr(exc, "at", None):
-        extra["at"] = exc.at  # type: ignore[attr-defined]
-    return error_response(exc.status, exc.code, exc.message, headers, extra)
+        body["at"] = exc.at  # type: ignore[attr-defined]
+    return exc.status, body, headers
+
+
+def _cairn_error(_: Request[Any, Any, Any], exc: CairnError) -> Response[Any]:
+    status, body, headers = error_parts(exc)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
