@@ -117,6 +117,22 @@ def test_append_then_read_log_in_order(storage: Storage) -> None:
     assert second.body == b'{"messageId":"m2"}'
 
 
+@pytest.mark.parametrize("size", [1023, 1024, 1025, 2_500])
+def test_large_appends_keep_every_event_in_order_across_statements(
+    storage: Storage, size: int
+) -> None:
+    # SQLite inserts in multi-row statements of up to 1,024 rows, then powers of two: every
+    # boundary keeps order, counts and dedupe (a duplicate in another statement of the same call).
+    records = [event(f"big-{i}", body=b"%d" % i) for i in range(size)]
+    records.insert(size // 2, event("big-0", body=b"again"))
+    result = storage.append(records, [])
+    assert (result.inserted, result.duplicates) == (size, 1)
+    entries = storage.read_log(0, size + 10)
+    assert ids(entries) == [f"big-{i}" for i in range(size)]
+    assert [e.body for e in entries] == [b"%d" % i for i in range(size)]
+    assert storage.count_events(1) == size
+
+
 def test_seq_increases_across_appends(storage: Storage) -> None:
     assert storage.last_seq() == 0
     last = 0
