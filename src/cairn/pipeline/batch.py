@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
+from cairn.pipeline.cache import StateCache
 from cairn.pipeline.event import Event
 from cairn.profiles.state import Profile
 from cairn.storage.people import (
@@ -28,7 +29,7 @@ from cairn.storage.people import (
 )
 
 if TYPE_CHECKING:
-    from cairn.plans.store import PlanStore
+    from cairn.plans.store import Checker, PlanStore
 
 __all__ = [
     "UPSERT_PERSON",
@@ -71,9 +72,11 @@ class PersonRow:
     blocked: int = 0
     created_ms: int = 0
     dirty: bool = False
+    new: bool = False  # made by this batch: not stored yet
     # traits and trait_ts as stored, not decoded yet (None once decoded, or for a new person):
     # most events never read or change them, and the batch then writes neither back
     stored_traits: tuple[Any, Any] | None = None
+    row: tuple[Any, ...] | None = None  # as stored, when loaded (for the state cache)
 
     def load_traits(self) -> Profile:
         """The profile with its traits, for a change to them (identify, merge)."""
@@ -130,6 +133,7 @@ def person_from_row(row: Any, *, lazy: bool = False) -> PersonRow:
     person = PersonRow(pid, ws, profile, merged_into, user_ids, identifiers, refused, created)
     if lazy:
         person.stored_traits = (traits, trait_ts)
+    person.row = tuple(row)
     return person
 
 
@@ -150,8 +154,12 @@ class Batch:
         events: list[Event],
         requires_hash: Callable[[str], bool] = lambda _source_id: False,
         plans: PlanStore | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.store = store
+        self.cache = cache
+        # the persons as the batch wrote them (rows of PERSON_COLUMNS), for the state cache
+        self.written: list[tuple[Any, ...]] = []
         self.plans = plans
         self.violations: list[tuple[Any, ...]] = []
         self.quarantine: list[tuple[Any, ...]] = []
@@ -181,6 +189,7 @@ class Batch:
         self.dead_letters: list[tuple[int, int, str, str]] = []
         self._blocked: dict[tuple[int, int], bool] = {}
         self.applied: set[int] = set()
+        self._checkers: dict[tuple[int, str], Checker] = {}
         self.next_person, self.next_identifier = (n + 1 for n in store.max_ids())
 
     # loading ----------------------------------------------------------------------------------
@@ -189,6 +198,8 @@ class Batch:
         person_ids: set[int] = set()
         for (ws, kind), values in wanted.items():
             values = {v for v in values if (ws, kind, v) not in self._ids}
+            if self.cache is not None:
+                values = self._cached_identifiers(ws, kind, values, person_ids)
             for iid, _kind, value, pid, via in self.store.identifiers(ws, kind, values):
                 self._remember(Identifier(iid, ws, kind, value, pid, via))
                 person_ids.add(pid)
@@ -203,8 +214,33 @@ class Batch:
         if self.events and self.events[0].seq <= self.cursor.high_water:
             self.applied = self.store.applied(self.events[0].seq, self.events[-1].seq)
 
+    def _cached_identifiers(
+        self, ws: int, kind: str, values: set[str], person_ids: set[int]
+    ) -> set[str]:
+        """Take what the state cache holds of `values`; return the rest."""
+        assert self.cache is not None
+        rest: set[str] = set()
+        for value in values:
+            found = self.cache.identifier((ws, kind, value))
+            if found is None:
+                rest.add(value)
+                continue
+            iid, pid, via = found
+            self._remember(Identifier(iid, ws, kind, value, pid, via))
+            person_ids.add(pid)
+        return rest
+
     def _load_persons(self, ids: set[int]) -> None:
         missing = [pid for pid in ids if pid not in self.persons]
+        if self.cache is not None:
+            rest = []
+            for pid in missing:
+                row = self.cache.person(pid)
+                if row is None:
+                    rest.append(pid)
+                else:
+                    self.persons[pid] = person_from_row(row, lazy=True)
+            missing = rest
         for row in self.store.persons(missing):
             person = person_from_row(row, lazy=True)
             self.persons[person.id] = person
@@ -215,10 +251,26 @@ class Batch:
         self._ids[(ident.workspace_id, ident.kind, ident.value)] = ident
         self._by_person.setdefault(ident.person_id, []).append(ident)
 
+    def checker(self, ws: int, source_id: str) -> Checker | None:
+        """The source's tracking-plan checker (None: no plans), asked for once per batch."""
+        if self.plans is None:
+            return None
+        found = self._checkers.get((ws, source_id))
+        if found is None:
+            found = self._checkers[(ws, source_id)] = self.plans.checker(ws, source_id)
+        return found
+
     # identity operations used by the identity stage ------------------------------------------
     def identifier(self, ws: int, kind: str, value: str) -> Identifier | None:
         key = (ws, kind, value)
         ident = self._ids.get(key)
+        if ident is None and self.cache is not None and key not in self._absent:
+            found = self.cache.identifier(key)
+            if found is not None:
+                ident = Identifier(found[0], ws, kind, value, found[1], found[2])
+                self._remember(ident)
+                self._load_persons({ident.person_id})
+                return ident
         if ident is None and key not in self._absent:
             rows = self.store.identifiers(ws, kind, [value])
             if rows:
@@ -239,7 +291,7 @@ class Batch:
 
     def new_person(self, ev: Event) -> PersonRow:
         person = PersonRow(self.next_person, ev.workspace_id, Profile(), created_ms=self.now)
-        person.dirty = True
+        person.dirty = person.new = True
         self.next_person += 1
         self.persons[person.id] = person
         self.stats.persons_created += 1
@@ -357,6 +409,24 @@ class Batch:
             person = self.persons.get(person_id)
         return person_id
 
+    def keep_in(self, cache: StateCache, version: int) -> None:
+        """After the batch committed (the cursor now at `version`): what it read and wrote."""
+        written = {row[0]: row for row in self.written}
+        persons: list[tuple[Any, ...]] = []
+        merged: list[int] = []
+        for p in self.persons.values():
+            if p.merged_into is not None:
+                merged.append(p.id)
+            elif (row := written.get(p.id, p.row)) is not None:
+                persons.append(row)
+        cache.keep(
+            version,
+            [((i.workspace_id, i.kind, i.value), (i.id, i.person_id, i.via_id))
+             for i in self._ids.values()],
+            persons,
+            merged,
+        )  # fmt: skip
+
     # writing --------------------------------------------------------------------------------
     def flush(self, position: int, name: str = PIPELINE_CURSOR) -> None:
         store = self.store
@@ -365,29 +435,33 @@ class Batch:
             store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
             for merge in self.merges:
                 _write_merge(store, tx, merge)
-            tx.insert(
+            tx.copy(
                 "INSERT INTO identifiers (id, workspace_id, kind, value, person_id, via_id, seq, "
                 "linked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
                  for i in self._ids.values() if i.new],
             )  # fmt: skip
             dirty = [p for p in self.persons.values() if p.dirty]
-            tx.insert(
-                UPSERT_PERSON,
-                [person_params(store, p, self.now) for p in dirty if p.stored_traits is None],
-            )
-            tx.update(
-                "persons",
-                _COUNTERS,
-                [_counter_params(store, p, self.now) for p in dirty if p.stored_traits is not None],
-            )
-            tx.insert(
+            created = [person_params(store, p, self.now) for p in dirty if p.new]
+            tx.copy(UPSERT_PERSON, created)
+            changed = [
+                person_params(store, p, self.now)
+                for p in dirty
+                if p.stored_traits is None and not p.new
+            ]
+            tx.insert(UPSERT_PERSON, changed)
+            counted = [p for p in dirty if p.stored_traits is not None]
+            counters = [_counter_params(store, p, self.now) for p in counted]
+            tx.update("persons", _COUNTERS, counters)
+            self.written = created + changed
+            self.written += [_stored_row(p, c) for p, c in zip(counted, counters, strict=True)]
+            tx.copy(
                 "INSERT INTO person_events (seq, workspace_id, person_id, identifier_id, type, "
                 "event, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
                 [(seq, ws, i.person_id, i.id, kind, name_, ts)
                  for seq, ws, i, kind, name_, ts in self.person_events],
             )  # fmt: skip
-            tx.insert(
+            tx.copy(
                 "INSERT INTO person_history (workspace_id, person_id, identifier_id, seq, at_ms, "
                 "kind, data) VALUES (?, ?, ?, ?, ?, ?, {j})",
                 [(ws, pid, None, seq, at, kind, store.json(data)) if i is None else
@@ -532,6 +606,13 @@ def _counter_params(store: PeopleStore, p: PersonRow, now: int) -> tuple[Any, ..
         p.id, p.merged_into, store.json(f.event_counts), f.first_seen_ms, f.last_seen_ms or 0,
         f.events, f.revenue_micros, p.user_ids, p.identifiers, p.identifiers_refused, now,
     )  # fmt: skip
+
+
+def _stored_row(p: PersonRow, counters: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row (PERSON_COLUMNS) of a person written by its counters (`_counter_params`)."""
+    assert p.stored_traits is not None
+    pid, merged_into, *counted, updated = counters
+    return (pid, p.workspace_id, merged_into, *p.stored_traits, *counted, p.created_ms, updated)
 
 
 def _account_params(store: PeopleStore, a: AccountRow, now: int) -> tuple[Any, ...]:

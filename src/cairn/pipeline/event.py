@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import msgspec
 
@@ -12,6 +12,7 @@ from cairn.storage.base import LogEntry
 __all__ = ["Event"]
 
 _decode = msgspec.json.decode
+_UNSET: Final[Any] = object()
 
 
 @dataclass(slots=True)
@@ -28,6 +29,10 @@ class Event:
     received_ms: int
     message: dict[str, Any]
     blocked: bool = False  # set by the plans stage: later stages never see the event
+    # the identity stage's cleaned ids ((kind, value) pairs), found once for the batch's lookup
+    ids: list[tuple[str, str]] | None = None
+    # `group_id`, worked out once (three stages and the batch's preload ask for it)
+    _group_id: Any = field(default=_UNSET, repr=False, compare=False)
 
     @classmethod
     def from_log(cls, entry: LogEntry) -> Event:
@@ -49,6 +54,12 @@ class Event:
             message,
         )
 
+    def replace_message(self, message: dict[str, Any]) -> None:
+        """What later stages see instead of the message as logged (the plans stage's omit)."""
+        self.message = message
+        self.ids = None
+        self._group_id = _UNSET
+
     def section(self, name: str) -> dict[str, Any]:
         value = self.message.get(name)
         return value if isinstance(value, dict) else {}
@@ -66,6 +77,12 @@ class Event:
     @property
     def group_id(self) -> str | None:
         """The account an event is about: a group call's groupId, else `context.groupId`."""
+        if self._group_id is _UNSET:
+            self._group_id = self._find_group_id()
+        found: str | None = self._group_id
+        return found
+
+    def _find_group_id(self) -> str | None:
         value = self.message.get("groupId") if self.type == "group" else None
         if value is None:
             value = self.context.get("groupId")

@@ -14,6 +14,7 @@ dead letters through the stages again (`cairn pipeline replay`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -21,7 +22,8 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +33,7 @@ from cairn.errors import NotFound
 from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
 from cairn.pipeline.batch import Batch, Stats, write_dead_letters
+from cairn.pipeline.cache import StateCache
 from cairn.pipeline.event import Event
 from cairn.pipeline.stages import accounts, identity, plans, profiles, timeline
 from cairn.pipeline.stages.identity import Attribution
@@ -113,8 +116,9 @@ class Pipeline:
         self.stale_batches = 0
         self._releasing = False
         self._thread_state = threading.local()
-        self._sources: dict[str, bool] = {}
+        self._sources: frozenset[str] = frozenset()
         self._sources_at = 0.0
+        self.cache = StateCache()
         self.store.ensure_cursor(name)
 
     @classmethod
@@ -127,6 +131,10 @@ class Pipeline:
     # one batch ------------------------------------------------------------------------------
     def run_batch(self) -> int:
         """Process the next batch of the log; return how many log entries it consumed."""
+        with without_cyclic_gc():
+            return self._run_batch()
+
+    def _run_batch(self) -> int:
         if not getattr(self._thread_state, "prepared", False):
             self.store.pipeline_connection()
             self._thread_state.prepared = True
@@ -176,6 +184,7 @@ class Pipeline:
         try:
             batch.flush(position, self.name)
         except StaleBatch:
+            self.cache.clear()
             raise
         except Exception:
             if len(entries) == 1:
@@ -187,6 +196,7 @@ class Pipeline:
             for entry in entries:
                 dead |= self._apply(self.store.cursor(self.name), [entry], position=entry.seq)
             return dead
+        batch.keep_in(self.cache, cursor.version + 1)
         self._count(batch)
         return set(failed)
 
@@ -205,7 +215,12 @@ class Pipeline:
             except Exception as exc:
                 failed[entry.seq] = ("decode", _describe(exc))
                 letters.append((entry.workspace_id, entry.seq, "decode", _describe(exc)))
-        batch = Batch(self.store, self.rules, cursor, events, self._requires_hash, plans=self.plans)
+        requiring = self._sources_requiring_hash()
+        cache = self.cache if self.cache.valid_for(cursor.version) else None
+        batch = Batch(
+            self.store, self.rules, cursor, events, requiring.__contains__, plans=self.plans,
+            cache=cache,
+        )  # fmt: skip
         batch.dead_letters = letters
         wanted: dict[tuple[int, str], set[str]] = {}
         groups: dict[int, set[str]] = {}
@@ -253,12 +268,13 @@ class Pipeline:
         t.identifiers_refused += s.identifiers_refused
         t.blocked += s.blocked
 
-    def _requires_hash(self, source_id: str) -> bool:
+    def _sources_requiring_hash(self) -> frozenset[str]:
+        """The sources that require identity verification, read at most every 5 s."""
         if time.monotonic() - self._sources_at > 5:
             rows = self.store.rows("SELECT id, require_user_hash FROM sources")
-            self._sources = {row[0]: bool(row[1]) for row in rows}
+            self._sources = frozenset(row[0] for row in rows if row[1])
             self._sources_at = time.monotonic()
-        return self._sources.get(source_id, False)
+        return self._sources
 
     # dead letters ---------------------------------------------------------------------------
     def dead_letters(
@@ -365,6 +381,35 @@ class Pipeline:
             batches=self.batches,
             stale_batches=self.stale_batches,
         )
+
+
+class _CyclicGC:
+    """Who holds the cyclic garbage collector off, and whether it was on before the first."""
+
+    lock = threading.Lock()
+    holds = 0
+    was_enabled = True
+
+
+@contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the block runs (reference counting still frees all
+    that is not in a cycle, which is everything a batch makes). A batch holds tens of thousands
+    of decoded messages and rows, and the collector walked them again at every collection: 20
+    of about 100 µs of CPU per event on the SQLite throughput row (docs/benchmarks.md).
+    Concurrent blocks share one hold; the last to end turns the collector back on if it was."""
+    with _CyclicGC.lock:
+        _CyclicGC.holds += 1
+        if _CyclicGC.holds == 1:
+            _CyclicGC.was_enabled = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _CyclicGC.lock:
+            _CyclicGC.holds -= 1
+            if _CyclicGC.holds == 0 and _CyclicGC.was_enabled:
+                gc.enable()
 
 
 def _describe(exc: BaseException) -> str:

@@ -38,6 +38,8 @@ def wanted_identifiers(batch: Batch, ev: Event, wanted: dict[tuple[int, str], se
 
 
 def _ids(batch: Batch, ev: Event) -> list[tuple[str, str]]:
+    if ev.ids is not None:
+        return ev.ids
     rules = batch.rules
     ids = []
     if (user := rules.clean(ev.user_id)) is not None:
@@ -48,6 +50,7 @@ def _ids(batch: Batch, ev: Event) -> list[tuple[str, str]]:
         email = rules.clean_email(ev.section("traits").get("email"))
         if email is not None:
             ids.append((EMAIL, email))
+    ev.ids = ids
     return ids
 
 

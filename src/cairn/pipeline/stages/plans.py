@@ -17,9 +17,9 @@ __all__ = ["apply"]
 
 
 def apply(batch: Batch, ev: Event, found: Attribution | None) -> Attribution | None:
-    if batch.plans is None:
+    checker = batch.checker(ev.workspace_id, ev.source_id)
+    if checker is None:
         return found
-    checker = batch.plans.checker(ev.workspace_id, ev.source_id)
     if checker.plan is not None:
         result = checker.plan.check(ev.message)
     else:
@@ -39,5 +39,5 @@ def apply(batch: Batch, ev: Event, found: Attribution | None) -> Attribution | N
         )  # fmt: skip
         ev.blocked = True
     elif result.omit:
-        ev.message = apply_omit(ev.message, result.omit)
+        ev.replace_message(apply_omit(ev.message, result.omit))
     return found
