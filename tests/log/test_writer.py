@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,9 +79,38 @@ def test_backpressure_refuses_instead_of_growing(storage: SQLiteStorage) -> None
 
 class FailingStorage(SQLiteStorage):
     def append(
-        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+        self,
+        events: Sequence[EventRecord],
+        rejected: Sequence[RejectedRecord],
+        *,
+        durable: bool = True,
     ) -> AppendResult:
         raise OSError("disk full")
+
+
+class FailingFlush(SQLiteStorage):
+    """Commits, then cannot flush the WAL (an I/O error on fsync)."""
+
+    def sync_log(self) -> None:
+        raise OSError("I/O error on fsync")
+
+
+class RecordingStorage(SQLiteStorage):
+    """Notes, in order, when the append turn is released and when the WAL is flushed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps: list[str] = []
+
+    @contextmanager
+    def append_turn(self) -> Iterator[None]:
+        with super().append_turn():
+            yield
+        self.steps.append("turn released")
+
+    def sync_log(self) -> None:
+        super().sync_log()
+        self.steps.append("flushed")
 
 
 def test_storage_failure_reaches_the_caller(tmp_path: Path) -> None:
@@ -91,6 +122,45 @@ def test_storage_failure_reaches_the_caller(tmp_path: Path) -> None:
         writer.append_sync([record(1)])
     assert writer.pending == 0
     writer.stop()
+    storage.close()
+
+
+def test_a_commit_that_cannot_be_flushed_is_an_error_and_its_retry_is_stored_once(
+    tmp_path: Path,
+) -> None:
+    failing = FailingFlush(tmp_path / "x.db")
+    failing.migrate()
+    writer = LogWriter(failing)
+    writer.start()
+    with pytest.raises(StorageError, match="I/O error on fsync"):
+        writer.append_sync([record(1)])  # committed, not known to be on disk: no 200
+    assert writer.pending == 0
+    writer.stop()
+    failing.close()
+    storage = SQLiteStorage(tmp_path / "x.db")
+    writer = LogWriter(storage)
+    writer.start()
+    retry = writer.append_sync([record(1), record(2)])  # the client's retry
+    writer.stop()
+    assert (retry.inserted, retry.duplicates) == (1, 1)
+    assert storage.count_events(1) == 2
+    storage.close()
+
+
+def test_the_writer_flushes_after_it_gives_up_the_turn_and_before_it_answers(
+    tmp_path: Path,
+) -> None:
+    storage = RecordingStorage(tmp_path / "x.db")
+    storage.migrate()
+    writer = LogWriter(storage)
+    writer.start()
+    future = writer.submit([record(i) for i in range(5)])
+    assert future.result(timeout=10).inserted == 5
+    assert storage.steps[:2] == ["turn released", "flushed"]
+    writer.stop()
+    wal = Path(f"{storage.path}-wal")
+    assert wal.exists()
+    assert wal.stat().st_size > 0
     storage.close()
 
 

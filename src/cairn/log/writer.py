@@ -124,7 +124,10 @@ class LogWriter:
                     self._settle([first], error=StorageError(f"could not store events: {exc}"))
                     continue
                 jobs, stop = self._gather(first)
-                self._commit(jobs)
+                result = self._commit(jobs)
+            # The turn is free: the next process commits while this one waits for the disk.
+            if result is not None:
+                self._finish(jobs, result)
             if stop:
                 return
 
@@ -143,17 +146,19 @@ class LogWriter:
             rows += job.size
         return jobs, False
 
-    def _commit(self, jobs: list[_Job]) -> None:
+    def _commit(self, jobs: list[_Job]) -> AppendResult | None:
+        """Append the jobs' events (committed, not yet flushed: `_finish` does that); None when
+        the append failed and the jobs are settled with the error."""
         events = [e for job in jobs for e in job.events]
         rejected = [r for job in jobs for r in job.rejected]
         started = time.perf_counter()
         try:
-            result = self._storage.append(events, rejected)
+            result = self._storage.append(events, rejected, durable=False)
         except Exception as exc:
             log.exception("log append failed for %d events", len(events))
             self.stats.failures += 1
             self._settle(jobs, error=StorageError(f"could not store events: {exc}"))
-            return
+            return None
         elapsed = (time.perf_counter() - started) * 1000
         stats = self.stats
         stats.commits += 1
@@ -163,6 +168,19 @@ class LogWriter:
         stats.last_seq = result.last_seq
         stats.last_commit_ms = elapsed
         stats.commit_ms_total += elapsed
+        return result
+
+    def _finish(self, jobs: list[_Job], result: AppendResult) -> None:
+        """Flush the commit to disk, then answer its requests: 200 means durable."""
+        try:
+            self._storage.sync_log()
+        except Exception as exc:
+            # Committed but not known to be on disk: the clients retry, and dedupe drops the
+            # copies of what was in fact kept.
+            log.exception("log flush failed for %d events", result.inserted)
+            self.stats.failures += 1
+            self._settle(jobs, error=StorageError(f"could not store events: {exc}"))
+            return
         self._settle(jobs, result=result)
         if result.inserted:
             for listener in self.on_commit:

@@ -122,10 +122,21 @@ class Storage(ABC):
     # the log
     @abstractmethod
     def append(
-        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+        self,
+        events: Sequence[EventRecord],
+        rejected: Sequence[RejectedRecord],
+        *,
+        durable: bool = True,
     ) -> AppendResult:
         """Store events (dropping duplicates by workspace, bucket and messageId) and rejections in one
-        transaction. Durable when it returns."""
+        transaction. Durable when it returns; with `durable=False` (the log writer's group commit),
+        only once the same thread's next `sync_log` has returned."""
+
+    def sync_log(self) -> None:
+        """Make this thread's appends made with `durable=False` durable (SQLite: the WAL's fsync,
+        done after the append has given up the write turn, so other processes' commits need not
+        wait for this disk flush). Backends whose commits are durable already do nothing."""
+        return
 
     def append_turn(self) -> AbstractContextManager[None]:
         """Hold the log's append turn among processes (the log writer gathers its batch inside it,

@@ -149,7 +149,11 @@ class PostgresStorage(SQLStorage):
 
     # the log --------------------------------------------------------------------------------
     def append(
-        self, events: Sequence[EventRecord], rejected: Sequence[RejectedRecord]
+        self,
+        events: Sequence[EventRecord],
+        rejected: Sequence[RejectedRecord],
+        *,
+        durable: bool = True,  # every commit waits for its WAL flush (synchronous_commit)
     ) -> AppendResult:
         with self._write() as conn:
             last = _log_end(conn, staging=bool(events))

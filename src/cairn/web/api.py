@@ -198,6 +198,9 @@ def api_router(storage: Storage, writer: LogWriter) -> Router:
                 "rejected": s.rejected,
                 "failures": s.failures,
                 "last_commit_ms": round(s.last_commit_ms, 3),
+                # Time inside appends (the log's write turn held): over a second of wall time,
+                # the share of it this process's writer kept the turn.
+                "commit_ms_total": round(s.commit_ms_total, 3),
             },
         }
 
