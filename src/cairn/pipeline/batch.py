@@ -21,6 +21,7 @@ from cairn.pipeline.event import Event
 from cairn.profiles.state import Profile
 from cairn.storage.people import (
     MARK_DIRTY,
+    MARK_DIRTY_TYPES,
     PIPELINE_CURSOR,
     CursorRow,
     PeopleStore,
@@ -58,6 +59,7 @@ class Identifier:
     via_id: int | None
     seq: int = 0
     new: bool = False
+    cached: bool = False  # as the state cache holds it
 
 
 @dataclass(slots=True)
@@ -188,6 +190,8 @@ class Batch:
         self.account_events: list[tuple[int, str, int, int]] = []
         self.dead_letters: list[tuple[int, int, str, str]] = []
         self._blocked: dict[tuple[int, int], bool] = {}
+        self._any_blocks: bool | None = None
+        self._joins: list[tuple[int, str, int, int]] = []  # ws, group, person, history index
         self.applied: set[int] = set()
         self._checkers: dict[tuple[int, str], Checker] = {}
         self.next_person, self.next_identifier = (n + 1 for n in store.max_ids())
@@ -226,7 +230,7 @@ class Batch:
                 rest.add(value)
                 continue
             iid, pid, via = found
-            self._remember(Identifier(iid, ws, kind, value, pid, via))
+            self._remember(Identifier(iid, ws, kind, value, pid, via, cached=True))
             person_ids.add(pid)
         return rest
 
@@ -239,7 +243,8 @@ class Batch:
                 if row is None:
                     rest.append(pid)
                 else:
-                    self.persons[pid] = person_from_row(row, lazy=True)
+                    person = self.persons[pid] = person_from_row(row, lazy=True)
+                    person.row = None  # the cache has it: kept again only if written
             missing = rest
         for row in self.store.persons(missing):
             person = person_from_row(row, lazy=True)
@@ -267,7 +272,7 @@ class Batch:
         if ident is None and self.cache is not None and key not in self._absent:
             found = self.cache.identifier(key)
             if found is not None:
-                ident = Identifier(found[0], ws, kind, value, found[1], found[2])
+                ident = Identifier(found[0], ws, kind, value, found[1], found[2], cached=True)
                 self._remember(ident)
                 self._load_persons({ident.person_id})
                 return ident
@@ -320,6 +325,10 @@ class Batch:
         return ident
 
     def blocked(self, a: int, b: int) -> bool:
+        if self._any_blocks is None:  # only unmerges make blocks: most databases have none
+            self._any_blocks = self.store.any_blocks()
+        if not self._any_blocks:
+            return False
         key = (min(a, b), max(a, b))
         if key not in self._blocked:
             self._blocked[key] = self.store.blocked(a, b)
@@ -356,6 +365,7 @@ class Batch:
         moved = self._by_person.pop(merged.id, [])
         for ident in moved:
             ident.person_id = survivor.id
+            ident.cached = False
         self._by_person.setdefault(survivor.id, []).extend(moved)
         for key in [k for k in self.members if k[2] == merged.id]:
             joined = self.members.pop(key)
@@ -399,8 +409,20 @@ class Batch:
             self.members[key] = min(self.members[key], ev.timestamp_ms)
             return
         self.members[key] = ev.timestamp_ms
-        if not self.store.is_member(ev.workspace_id, group_id, [person.id]):
-            self.record(ev, None, ident, "joined_account", {"group_id": group_id})
+        # recorded now, in order; dropped when the batch is written if the person (as of this
+        # event) was a member already: one query for the whole batch
+        self._joins.append((ev.workspace_id, group_id, person.id, len(self.history)))
+        self.record(ev, None, ident, "joined_account", {"group_id": group_id})
+
+    def _drop_known_joins(self) -> None:
+        """Drop the joined_account entries of persons that were members before this batch."""
+        if not self._joins:
+            return
+        stored = self.store.memberships({pid for _ws, _group, pid, _at in self._joins})
+        known = {at for ws, group, pid, at in self._joins if (ws, group, pid) in stored}
+        if known:
+            self.history = [entry for at, entry in enumerate(self.history) if at not in known]
+        self._joins = []
 
     def root(self, person_id: int) -> int:
         person = self.persons.get(person_id)
@@ -422,7 +444,7 @@ class Batch:
         cache.keep(
             version,
             [((i.workspace_id, i.kind, i.value), (i.id, i.person_id, i.via_id))
-             for i in self._ids.values()],
+             for i in self._ids.values() if not i.cached],
             persons,
             merged,
         )  # fmt: skip
@@ -430,6 +452,7 @@ class Batch:
     # writing --------------------------------------------------------------------------------
     def flush(self, position: int, name: str = PIPELINE_CURSOR) -> None:
         store = self.store
+        self._drop_known_joins()
         with store.batch_tx() as tx:
             high = max((e.seq for e in self.events), default=0)
             store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
@@ -449,7 +472,7 @@ class Batch:
                 for p in dirty
                 if p.stored_traits is None and not p.new
             ]
-            tx.insert(UPSERT_PERSON, changed)
+            tx.upsert(UPSERT_PERSON, PERSON_TYPES, changed)
             counted = [p for p in dirty if p.stored_traits is not None]
             counters = [_counter_params(store, p, self.now) for p in counted]
             tx.update("persons", _COUNTERS, counters)
@@ -503,8 +526,9 @@ class Batch:
                 [(self.now, seq) for seq in self.released],
             )
             # for the segment engine (and later consumers of person changes)
-            tx.insert(
+            tx.upsert(
                 MARK_DIRTY,
+                MARK_DIRTY_TYPES,
                 [(p.id, p.workspace_id, self.now) for p in self.persons.values() if p.dirty],
             )
 
@@ -591,6 +615,10 @@ def person_params(store: PeopleStore, p: PersonRow, now: int) -> tuple[Any, ...]
     )  # fmt: skip
 
 
+PERSON_TYPES = (
+    "bigint", "bigint", "bigint", "jsonb", "jsonb", "jsonb", "bigint", "bigint", "bigint",
+    "bigint", "bigint", "bigint", "bigint", "bigint", "bigint",
+)  # fmt: skip
 # A stored person whose traits the batch did not touch: everything else (traits stay as stored).
 _COUNTERS = (
     ("merged_into", "bigint"), ("event_counts", "jsonb"), ("first_seen_ms", "bigint"),

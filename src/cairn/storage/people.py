@@ -22,6 +22,7 @@ from cairn.storage.sql import SQLStorage
 
 __all__ = [
     "MARK_DIRTY",
+    "MARK_DIRTY_TYPES",
     "PIPELINE_CURSOR",
     "CursorRow",
     "PeopleStore",
@@ -115,28 +116,50 @@ class Tx:
         except psycopg.errors.UniqueViolation:
             self.insert(sql, rows)
 
+    def upsert(self, sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """`insert(sql, rows)` for rows that do not conflict with each other, `types` being the
+        PostgreSQL types of the INSERT's columns. On PostgreSQL the rows are COPYed into a
+        temporary table and inserted from it by one statement (measured: several times less
+        client CPU than binding the rows to multi-row INSERTs or to arrays for `unnest`)."""
+        if not self._store._pg or not rows:
+            self.insert(sql, rows)
+            return
+        head, _, rest = _copy_of(sql).removeprefix("COPY ").partition(" (")
+        names = rest.partition(")")[0].split(", ")
+        tail = sql.partition(" VALUES (")[2].partition(")")[2]
+        staged = self._stage(head, list(zip(names, types, strict=True)), rows)
+        columns = ", ".join(names)
+        self.conn.execute(
+            self._store.sql(f"INSERT INTO {head} ({columns}) SELECT {columns} FROM {staged}{tail}")
+        )
+
+    def _stage(
+        self, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> str:
+        """`rows` COPYed into this connection's temporary table for `name` with `columns`
+        ((name, type)), emptied at commit; the table's name."""
+        table = f"cairn_stage_{name}"
+        shape = ", ".join(f"{column} {kind}" for column, kind in columns)
+        with self.conn.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({shape}) ON COMMIT DELETE ROWS")
+            with cur.copy(f"COPY pg_temp.{table} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(self._clean(row))
+        return f"pg_temp.{table}"
+
     def update(
         self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
     ) -> None:
         """`UPDATE table SET column = ... WHERE id = ...` for rows of (id, *columns), `columns`
-        being (name, PostgreSQL type). On PostgreSQL one statement over `unnest` of one array per
-        column; on SQLite `executemany`."""
+        being (name, PostgreSQL type). On PostgreSQL the rows are COPYed into a temporary table
+        and one statement updates from it; on SQLite `executemany`."""
         if not rows:
             return
         names = [name for name, _ in columns]
         if self._store._pg:
-            arrays = ", ".join(f"%s::{kind}[]" for _, kind in (("id", "bigint"), *columns))
+            staged = self._stage(f"{table}_update", [("id", "bigint"), *columns], rows)
             sets = ", ".join(f"{name} = v.{name}" for name in names)
-            fields = ", ".join(["id", *names])
-            with self.conn.cursor() as cur:
-                cur.execute(
-                    f"UPDATE {table} t SET {sets} FROM unnest({arrays}) AS v({fields}) "
-                    "WHERE t.id = v.id",
-                    [
-                        list(column)
-                        for column in zip(*(self._clean(row) for row in rows), strict=True)
-                    ],
-                )
+            self.conn.execute(f"UPDATE {table} t SET {sets} FROM {staged} v WHERE t.id = v.id")
             return
         sets = ", ".join(f"{name} = ?" for name in names)
         self.conn.executemany(
@@ -355,15 +378,19 @@ class PeopleStore:
         )
         return rows[0] if rows else None
 
-    def is_member(self, workspace_id: int, group_id: str, person_ids: Sequence[int]) -> bool:
-        marks = ",".join("?" * len(person_ids))
-        return bool(
-            self.rows(
-                "SELECT 1 FROM account_members WHERE workspace_id = ? AND group_id = ? "
-                f"AND person_id IN ({marks}) LIMIT 1",
-                (workspace_id, group_id, *person_ids),
+    def memberships(self, person_ids: Iterable[int]) -> set[tuple[int, str, int]]:
+        """(workspace, group, person) of the memberships of these persons."""
+        return {
+            (ws, group_id, pid)
+            for ws, group_id, pid in self._among(
+                "SELECT workspace_id, group_id, person_id FROM account_members WHERE person_id",
+                (),
+                person_ids,
             )
-        )
+        }
+
+    def any_blocks(self) -> bool:
+        return bool(self.rows("SELECT 1 FROM identity_blocks LIMIT 1"))
 
     def blocked(self, a: int, b: int) -> bool:
         low, high = min(a, b), max(a, b)
@@ -375,6 +402,7 @@ class PeopleStore:
 
 
 # Marks a person whose derived state changed, for the segment engine (pipeline and unmerge).
+MARK_DIRTY_TYPES = ("bigint", "bigint", "bigint")
 MARK_DIRTY = (
     "INSERT INTO dirty_persons (person_id, workspace_id, at_ms) VALUES (?, ?, ?) "
     "ON CONFLICT (person_id) DO UPDATE SET at_ms = excluded.at_ms"
