@@ -244,3 +244,17 @@ def test_two_workers_on_postgres_never_double_apply(postgres_url: str, tmp_path:
     assert accounts_snapshot(log.store, log.workspace.id) == concurrent_accounts
     for storage in (main, *workers):
         storage.close()
+
+
+def test_text_with_nul_is_applied_on_every_backend(log: Log) -> None:
+    """PostgreSQL text cannot hold U+0000: derived rows store U+FFFD instead (group ids here)."""
+    log.send(
+        msg("identify", at=T, userId="u-nul", traits={"note": "a\x00b"}),
+        msg("group", at=T + 1, userId="u-nul", groupId="g-1", traits={"n": "x\x00"}),
+        msg("track", at=T + 2, userId="u-nul", event="Plain", context={"groupId": "g\x001"}),
+    )
+    log.run()
+    assert log.pipeline is not None
+    assert log.pipeline.dead_letters(None) == []
+    groups = {row[0] for row in log.store.rows("SELECT group_id FROM account_events")}
+    assert groups in ({"g-1", "g\x001"}, {"g-1", "g\ufffd1"})

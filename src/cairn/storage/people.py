@@ -111,8 +111,8 @@ class Tx:
                 self.conn.cursor() as cur,
                 cur.copy(_copy_of(sql)) as copy,
             ):
-                for row in rows:
-                    copy.write_row(self._clean(row))
+                for row in self._clean_rows(rows):
+                    copy.write_row(row)
         except psycopg.errors.UniqueViolation:
             self.insert(sql, rows)
 
@@ -143,8 +143,8 @@ class Tx:
         with self.conn.cursor() as cur:
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({shape}) ON COMMIT DELETE ROWS")
             with cur.copy(f"COPY pg_temp.{table} FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(self._clean(row))
+                for row in self._clean_rows(rows):
+                    copy.write_row(row)
         return f"pg_temp.{table}"
 
     def update(
@@ -176,7 +176,14 @@ class Tx:
         else:
             # psycopg sends executemany's statements in one pipeline: no round trip per row
             with self.conn.cursor() as cur:
-                cur.executemany(sql, [self._clean(row) for row in rows])
+                cur.executemany(sql, self._clean_rows(rows))
+
+    def _clean_rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """`_clean` of every row; the rows themselves when no text in them holds U+0000 (one
+        search over all their text: the check row by row was 7% of the pipeline's thread)."""
+        if "\x00" not in "".join([v for row in rows for v in row if isinstance(v, str)]):
+            return rows
+        return [self._clean(row) for row in rows]
 
     def _clean(self, params: Sequence[Any]) -> Sequence[Any]:
         """PostgreSQL text cannot hold U+0000: derived text stores U+FFFD instead (as JSON does)."""
