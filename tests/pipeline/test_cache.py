@@ -27,7 +27,8 @@ def test_cached_batches_give_the_state_of_uncached_ones(tmp_path: Path) -> None:
         storage.migrate()
         logs.append(Log(storage))
     cached, plain = logs
-    assert cached.pipeline is not None and plain.pipeline is not None
+    assert cached.pipeline is not None
+    assert plain.pipeline is not None
     cached.pipeline.batch_size = plain.pipeline.batch_size = 7
     _uncached(plain)
     events = mixed_events(600, seed=11)
@@ -37,7 +38,8 @@ def test_cached_batches_give_the_state_of_uncached_ones(tmp_path: Path) -> None:
                 log.send(*events[start : start + 150])
                 log.run()
         assert cached.pipeline.cache.hits > 0
-        assert cached.workspace is not None and plain.workspace is not None
+        assert cached.workspace is not None
+        assert plain.workspace is not None
         a, b = cached.workspace.id, plain.workspace.id
         assert snapshot(cached.store, a) == snapshot(plain.store, b)
         assert accounts_snapshot(cached.store, a) == accounts_snapshot(plain.store, b)
