@@ -131,6 +131,10 @@ def test_large_appends_keep_every_event_in_order_across_statements(
     assert ids(entries) == [f"big-{i}" for i in range(size)]
     assert [e.body for e in entries] == [b"%d" % i for i in range(size)]
     assert storage.count_events(1) == size
+    assert result.last_seq == entries[-1].seq == storage.last_seq()
+    # A commit that ends with duplicates reports the log's end all the same.
+    again = storage.append([event("new-one"), *records[-3:]], [])
+    assert (again.inserted, again.last_seq) == (1, storage.last_seq())
 
 
 def test_seq_increases_across_appends(storage: Storage) -> None:

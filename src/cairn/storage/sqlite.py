@@ -240,10 +240,13 @@ class SQLiteStorage(SQLStorage):
             before = 0
             if len(workspaces) > 1:
                 before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            inserted = sum(
-                conn.execute(_insert_events(len(chunk) // _EVENT_PARAMS), chunk).rowcount
-                for chunk in _chunks(events, self._chunk_rows(conn))
-            )
+            inserted = last = 0
+            for chunk in _chunks(events, self._chunk_rows(conn)):
+                cursor = conn.execute(_insert_events(len(chunk) // _EVENT_PARAMS), chunk)
+                if cursor.rowcount > 0:
+                    inserted += cursor.rowcount
+                    # The statement's last new row: the log's end (rowids are max + 1).
+                    last = cursor.lastrowid or 0
             if inserted > 0 and len(workspaces) == 1:
                 conn.execute(_ADD_EVENTS, (workspaces.pop(), inserted))
             elif inserted > 0:
@@ -254,8 +257,8 @@ class SQLiteStorage(SQLStorage):
                     [(r.workspace_id, r.source_id, r.received_ms, r.code, r.message, r.body)
                      for r in rejected],
                 )  # fmt: skip
-            last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        inserted = max(inserted, 0)
+            if not last:  # nothing new: the log's end as another commit left it
+                last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
         if durable:
             self.sync_log()
         return AppendResult(inserted=inserted, duplicates=len(events) - inserted, last_seq=last)
