@@ -326,3 +326,14 @@ def test_skew_correction_is_received_minus_the_client_delay(client_offset: int, 
     record = _record({"type": "identify", "userId": "u", "timestamp": _iso(client_ms)},
                      sent_at=_iso(sent_ms))  # fmt: skip
     assert record.timestamp_ms == RECEIVED - (sent_ms - client_ms)
+
+
+@pytest.mark.parametrize("kind", [[], {}, ["track"], {"t": 1}, 3, True, " Track ", "TRACK", "x"])
+def test_a_type_of_any_shape_is_read_or_refused_never_raised(kind: Any) -> None:
+    outcome = normalize({"type": kind, "event": "E", "userId": "u"}, 0, _info())
+    if isinstance(kind, str) and kind.strip().lower() == "track":
+        assert isinstance(outcome, EventRecord)
+        assert outcome.type == "track"
+    else:
+        assert isinstance(outcome, Rejection)
+        assert outcome.code in ("missing_type", "invalid_type")

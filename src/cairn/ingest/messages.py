@@ -135,7 +135,7 @@ def _normalize(raw: Any, info: RequestInfo, forced_type: str | None) -> EventRec
         if value is not None and key != "writeKey" and key != "_metadata"
     }
     kind = message.get("type") if forced_type is None else None
-    if kind not in _TYPES:  # not already one of the six, as the libraries send it
+    if type(kind) is not str or kind not in _TYPES:  # not one of the six as the libraries send it
         kind = _message_type(message, forced_type)
     user_id = message.get("userId")
     if user_id is not None and (type(user_id) is not str or "\x00" in user_id):
