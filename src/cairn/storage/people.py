@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-import psycopg
 
 from cairn.errors import Conflict
 from cairn.ingest.timestamps import now_ms
@@ -105,6 +104,9 @@ class Tx:
         if not self._store._pg or not rows:
             self.insert(sql, rows)
             return
+        # Here, not at the top: on SQLite the driver is never loaded (about 9 MB a process).
+        import psycopg
+
         try:
             with (
                 self.conn.transaction(),
