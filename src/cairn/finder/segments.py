@@ -367,7 +367,10 @@ class SegmentEngine:
             # No segment to re-evaluate: the marks go in one statement, unread. A segment made
             # meanwhile is backfilled by this engine, in this thread, from persons as they are
             # then (under the pipeline's lag benchmark, reading and deleting them page by page
-            # was a sixth of the pipeline thread's time).
+            # was a sixth of the pipeline thread's time). No write transaction when there are
+            # none: on SQLite it would wait for the log writer's turn at every step.
+            if not self.store.rows("SELECT 1 FROM dirty_persons LIMIT 1"):
+                return False
             with self.store.tx() as tx:
                 return tx.run("DELETE FROM dirty_persons") > 0
         # All of them, sorted here: dirty_persons has no index on at_ms, and a sort per page
