@@ -368,7 +368,10 @@ class SegmentEngine:
             # meanwhile is backfilled by this engine, in this thread, from persons as they are
             # then (under the pipeline's lag benchmark, reading and deleting them page by page
             # was a sixth of the pipeline thread's time). No write transaction when there are
-            # none: on SQLite it would wait for the log writer's turn at every step.
+            # none: on SQLite it would wait for the log writer's turn at every step. What the
+            # engine saw of persons is forgotten too: a segment made later must not compare
+            # against states from before these changes (forgetting only costs evaluations).
+            self._seen.clear()
             if not self.store.rows("SELECT 1 FROM dirty_persons LIMIT 1"):
                 return False
             with self.store.tx() as tx:
