@@ -111,6 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
         "pipeline_batch", int, 10000, "Most log entries the pipeline processes per transaction."
     ),
     Setting(
+        "pipeline_cache_persons",
+        int,
+        50000,
+        "Persons (with their identifiers) the pipeline keeps in memory between batches so it need "
+        "not read them again: about 1 KB each; 0 turns the cache off.",
+    ),
+    Setting(
         "identity_max_identifiers",
         int,
         100,
@@ -174,6 +181,7 @@ class Settings:
     log_level: str = "info"
     pipeline: bool = True
     pipeline_batch: int = 10000
+    pipeline_cache_persons: int = 50000
     identity_max_identifiers: int = 100
     identity_junk_ids: str = ""
     identity_email: bool = False

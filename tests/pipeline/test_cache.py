@@ -88,3 +88,21 @@ def test_a_merge_moves_cached_identifiers_the_batch_did_not_load(log: Log) -> No
     person = _person(log, user_id="u-1")
     assert person["id"] == _person(log, anonymous_id="a-1")["id"]
     assert "Seen Again" in person["event_counts"]
+
+
+def test_a_cache_of_zero_persons_is_off(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "off.db")
+    storage.migrate()
+    log = Log(storage)
+    assert log.pipeline is not None
+    log.pipeline.cache.max_persons = 0  # `pipeline_cache_persons = 0`
+    log.pipeline.batch_size = 7
+    try:
+        for start in range(0, 60, 20):
+            log.send(*mixed_events(60, seed=5)[start : start + 20])
+            log.run()
+        assert (log.pipeline.cache.hits, log.pipeline.cache.person(1)) == (0, None)
+        assert log.workspace is not None
+        assert snapshot(log.store, log.workspace.id)  # the events were applied all the same
+    finally:
+        storage.close()

@@ -102,6 +102,7 @@ class Pipeline:
         batch_size: int = 500,
         stages: Sequence[tuple[str, Stage]] = STAGES,
         name: str = PIPELINE_CURSOR,
+        cache_persons: int = 50_000,
     ) -> None:
         self.storage = storage
         self.store = PeopleStore(storage)
@@ -118,7 +119,7 @@ class Pipeline:
         self._thread_state = threading.local()
         self._sources: frozenset[str] = frozenset()
         self._sources_at = 0.0
-        self.cache = StateCache()
+        self.cache = StateCache(max_persons=max(cache_persons, 0))
         self.store.ensure_cursor(name)
 
     @classmethod
@@ -126,7 +127,12 @@ class Pipeline:
         rules = IdentityRules.from_settings(
             settings.identity_junk_ids, settings.identity_max_identifiers, settings.identity_email
         )
-        return cls(storage, rules, batch_size=settings.pipeline_batch)
+        return cls(
+            storage,
+            rules,
+            batch_size=settings.pipeline_batch,
+            cache_persons=settings.pipeline_cache_persons,
+        )
 
     # one batch ------------------------------------------------------------------------------
     def run_batch(self) -> int:
@@ -196,7 +202,8 @@ class Pipeline:
             for entry in entries:
                 dead |= self._apply(self.store.cursor(self.name), [entry], position=entry.seq)
             return dead
-        batch.keep_in(self.cache, cursor.version + 1)
+        if self.cache.max_persons:
+            batch.keep_in(self.cache, cursor.version + 1)
         self._count(batch)
         return set(failed)
 
@@ -216,7 +223,9 @@ class Pipeline:
                 failed[entry.seq] = ("decode", _describe(exc))
                 letters.append((entry.workspace_id, entry.seq, "decode", _describe(exc)))
         requiring = self._sources_requiring_hash()
-        cache = self.cache if self.cache.valid_for(cursor.version) else None
+        cache = (
+            self.cache if self.cache.max_persons and self.cache.valid_for(cursor.version) else None
+        )
         batch = Batch(
             self.store, self.rules, cursor, events, requiring.__contains__, plans=self.plans,
             cache=cache,
