@@ -384,11 +384,16 @@ def _chunks(
         rows = events[start : start + size]
         params: list[Any] = []
         for e in rows:
-            params += (e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type, e.event,
-                       e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body,
-                       dedupe_hash(e.message_id))  # fmt: skip
+            params += _event_row(e, dedupe_hash(e.message_id))
         yield rows, params
         start += size
+
+
+def _event_row(e: EventRecord, key: int) -> tuple[Any, ...]:
+    """An event's parameters for `_insert_events`, in `_EVENT_COLUMNS` order; `key` its dedupe
+    hash (at the probe it is stored under)."""
+    return (e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type, e.event,
+            e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body, key)  # fmt: skip
 
 
 def _place_collisions(conn: sqlite3.Connection, rows: Sequence[EventRecord]) -> tuple[int, int]:
@@ -408,11 +413,8 @@ def _place_collisions(conn: sqlite3.Connection, rows: Sequence[EventRecord]) -> 
             break
         for e in pending:
             cursor = conn.execute(
-                _insert_events(1),
-                (e.workspace_id, e.source_id, e.message_id, e.dedupe_bucket, e.type, e.event,
-                 e.user_id, e.anonymous_id, e.timestamp_ms, e.received_ms, e.body,
-                 dedupe_hash(e.message_id, probe + 1)),
-            )  # fmt: skip
+                _insert_events(1), _event_row(e, dedupe_hash(e.message_id, probe + 1))
+            )
             if cursor.rowcount > 0:
                 added += 1
                 last = cursor.lastrowid or last

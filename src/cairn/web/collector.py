@@ -26,7 +26,7 @@ from cairn.ingest.collector import Collector, IncomingRequest
 from cairn.ingest.messages import MESSAGE_TYPES, SHORT_TYPES
 from cairn.settings import Settings
 from cairn.web.cors import cors_headers
-from cairn.web.errors import error_parts
+from cairn.web.errors import INTERNAL_ERROR, error_parts
 
 __all__ = ["CollectorEndpoint", "collector_routes"]
 
@@ -39,7 +39,7 @@ _ROUTES: dict[str, str | None] = {f"/v1/{t}": t for t in MESSAGE_TYPES}
 _ROUTES.update({f"/v1/{short}": t for short, t in SHORT_TYPES.items()})
 _ROUTES.update(dict.fromkeys(_BATCH_PATHS))
 _encode = msgspec.json.encode
-_INTERNAL_ERROR = b'{"code":"internal_error","message":"internal server error"}'
+_INTERNAL_ERROR = msgspec.json.encode(INTERNAL_ERROR)
 
 
 def client_ip(request: Request[Any, Any, Any], settings: Settings) -> str | None:
@@ -54,6 +54,24 @@ def _client_ip(headers: Mapping[str, str], peer: str | None, settings: Settings)
         if first:
             return first
     return peer
+
+
+def _incoming(
+    path: str, body: bytes, headers: Mapping[str, str], peer: str | None, settings: Settings
+) -> IncomingRequest:
+    """A message endpoint's request for `Collector.collect` (both routes to it build it here)."""
+    path = path.rstrip("/")
+    return IncomingRequest(
+        body=body,
+        headers=headers,
+        client_ip=_client_ip(headers, peer, settings),
+        batch=path in _BATCH_PATHS,
+        message_type=_ROUTES.get(path),
+    )
+
+
+def _answer(answer: dict[str, Any]) -> bytes:
+    return _OK if len(answer) == 1 else _encode(answer)
 
 
 class CollectorEndpoint:
@@ -85,17 +103,10 @@ class CollectorEndpoint:
             body = await self._body(receive, headers)
             if body is None:
                 return  # the client went away before it sent its body
-            path = scope["path"].rstrip("/")
             client = scope.get("client")
-            incoming = IncomingRequest(
-                body=body,
-                headers=headers,
-                client_ip=_client_ip(headers, client[0] if client else None, self._settings),
-                batch=path in _BATCH_PATHS,
-                message_type=_ROUTES[path],
-            )
-            answer = await self._collector.collect(incoming)
-            status, content = 200, (_OK if len(answer) == 1 else _encode(answer))
+            peer = client[0] if client else None
+            incoming = _incoming(scope["path"], body, headers, peer, self._settings)
+            status, content = 200, _answer(await self._collector.collect(incoming))
         except CairnError as exc:
             status, error, extra = error_parts(exc)
             content = _encode(error)
@@ -149,16 +160,11 @@ def collector_routes(collector: Collector, settings: Settings) -> list[HTTPRoute
         include_in_schema=True,
     )
     async def collect(request: Request[Any, Any, Any]) -> Response[bytes]:
-        path = request.url.path.rstrip("/")
-        incoming = IncomingRequest(
-            body=await request.body(),
-            headers=request.headers,
-            client_ip=client_ip(request, settings),
-            batch=path in _BATCH_PATHS,
-            message_type=_ROUTES.get(path),
+        peer = request.client.host if request.client else None
+        incoming = _incoming(
+            request.url.path, await request.body(), request.headers, peer, settings
         )
-        answer = await collector.collect(incoming)
-        content = _OK if len(answer) == 1 else _encode(answer)
+        content = _answer(await collector.collect(incoming))
         return Response(content, status_code=200, media_type=MediaType.JSON)
 
     @post("/v1/m", status_code=200, tags=["collector"], summary="analytics.js metrics (ignored)")

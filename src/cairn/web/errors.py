@@ -12,9 +12,12 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from cairn.errors import CairnError, NotFound, Overloaded, StorageError
 from cairn.ids import parse_int
 
-__all__ = ["EXCEPTION_HANDLERS", "error_parts", "error_response", "path_id"]
+__all__ = ["EXCEPTION_HANDLERS", "INTERNAL_ERROR", "error_parts", "error_response", "path_id"]
 
 log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = {"code": "internal_error", "message": "internal server error"}
+"""The answer to anything unexpected: logged, never detailed to the client."""
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -87,7 +90,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unexpected error", exc_info=exc)
-    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR["code"], INTERNAL_ERROR["message"]
+    )
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
