@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from cairn import __version__
 from cairn.automations.engine import AutomationEngine
 from cairn.finder.segments import SegmentEngine
 from cairn.ingest.collector import Collector
+from cairn.ingest.timestamps import now_ms
+from cairn.log.wakeup import PipelineLink, PipelineRunner
 from cairn.log.writer import LogWriter
 from cairn.pipeline.runner import Pipeline, Runner
 from cairn.settings import Settings
@@ -33,18 +36,17 @@ from cairn.web.people_pages import people_page_routes
 from cairn.web.plans import plans_router
 from cairn.workspaces import SourceCache
 
-__all__ = ["CairnApp", "Runtime", "build_app", "open_runtime"]
+__all__ = [
+    "CairnApp",
+    "PipelineWorker",
+    "Runtime",
+    "build_app",
+    "open_pipeline_worker",
+    "open_runtime",
+    "run_pipeline_process",
+]
 
 log = logging.getLogger(__name__)
-
-_OWN_LOG_POLL_SECONDS = 0.2
-_SHARED_LOG_POLL_SECONDS = 0.05
-
-
-def _workers(settings: Settings) -> int:
-    from cairn.server import default_workers
-
-    return settings.workers or default_workers()
 
 
 class CairnApp(Litestar):
@@ -64,7 +66,8 @@ class CairnApp(Litestar):
 @dataclass
 class Runtime:
     """The parts of a running Cairn: storage, the log writer, the collector, the pipeline (and
-    its runner thread, unless `pipeline` is off because `cairn worker` processes run it)."""
+    its runner thread, unless `pipeline` is off because `cairn worker` processes run it, or
+    `remote`: the pipeline process of `cairn serve --workers N` runs it)."""
 
     settings: Settings
     storage: Storage
@@ -73,11 +76,18 @@ class Runtime:
     pipeline: Pipeline
     runner: Runner | None
     automations: AutomationEngine | None = None
+    remote: PipelineRunner | None = None
+
+    @property
+    def pipeline_runner(self) -> PipelineRunner | None:
+        """What the routes wake and ask whether it runs: the runner here, or the remote one."""
+        return self.runner if self.runner is not None else self.remote
 
     def start(self) -> None:
         self.writer.start()
+        if self.pipeline_runner is not None:
+            self.writer.on_commit.append(self.pipeline_runner.wake)
         if self.runner is not None:
-            self.writer.on_commit.append(self.runner.wake)
             self.runner.start()
 
     def close(self) -> None:
@@ -89,35 +99,109 @@ class Runtime:
         self.storage.close()
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    storage = storage_for(settings)
-    assert isinstance(storage, SQLStorage)
+def open_runtime(settings: Settings, link: PipelineLink | None = None) -> Runtime:
+    """A server process's parts. With `link` (an HTTP worker of `cairn serve --workers N`) the
+    server's pipeline process runs the pipeline; without, this process does (if `pipeline`)."""
+    storage = _sql_storage(settings)
     writer = LogWriter(
         storage, max_pending=settings.max_pending_events, max_rows=settings.group_commit_rows
     )
     sources = SourceCache(storage, ttl=settings.source_cache_seconds)
     pipeline = Pipeline.from_settings(storage, settings)
-    engine = SegmentEngine(pipeline.store)
-    automations = (
-        AutomationEngine.from_settings(pipeline.store, settings) if settings.pipeline else None
-    )
-    # With several server processes the log writer of this one sees only its own commits: the
-    # runner then also polls the log, often enough that other workers' events wait no longer.
-    idle = _SHARED_LOG_POLL_SECONDS if _workers(settings) > 1 else _OWN_LOG_POLL_SECONDS
-    runner = (
-        Runner(pipeline, idle_seconds=idle, followers=[engine, automations])
-        if automations
-        else None
-    )
-    if runner is not None and automations is not None:
-        automations.set_wake(runner.wake)
     collector = Collector(writer, sources, settings)
-    return Runtime(settings, storage, writer, collector, pipeline, runner, automations)
+    runtime = Runtime(settings, storage, writer, collector, pipeline, None)
+    if settings.pipeline and link is not None:
+        runtime.remote = _PipelineProcess(pipeline, link)
+    elif settings.pipeline:
+        runtime.runner, runtime.automations = _runner(settings, pipeline)
+    return runtime
 
 
-def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
-    """The ASGI application. Starts the log writer on startup and drains it on shutdown."""
-    rt = runtime or open_runtime(settings)
+def _sql_storage(settings: Settings) -> SQLStorage:
+    storage = storage_for(settings)
+    assert isinstance(storage, SQLStorage)
+    return storage
+
+
+def _runner(
+    settings: Settings,
+    pipeline: Pipeline,
+    *,
+    lease_seconds: float = 10.0,
+    holder: str | None = None,
+) -> tuple[Runner, AutomationEngine]:
+    """The pipeline's runner with its followers (live segments, automations) in its thread."""
+    engine = SegmentEngine(pipeline.store)
+    automations = AutomationEngine.from_settings(pipeline.store, settings)
+    runner = Runner(
+        pipeline, lease_seconds=lease_seconds, holder=holder, followers=[engine, automations]
+    )
+    automations.set_wake(runner.wake)
+    return runner, automations
+
+
+class _PipelineProcess:
+    """The pipeline as an HTTP worker of `cairn serve --workers N` sees it: woken through the
+    link's pipe, running while the server's pipeline process holds the lease."""
+
+    def __init__(self, pipeline: Pipeline, link: PipelineLink) -> None:
+        self.pipeline = pipeline
+        self.link = link
+
+    def wake(self) -> None:
+        self.link.wake()
+
+    @property
+    def holding(self) -> bool:
+        cursor = self.pipeline.store.cursor(self.pipeline.name)
+        return cursor.holder == self.link.holder and cursor.lease_until_ms > now_ms()
+
+
+@dataclass
+class PipelineWorker:
+    """The pipeline alone in a process: `cairn worker`, and `cairn serve`'s pipeline process."""
+
+    storage: SQLStorage
+    runner: Runner
+    automations: AutomationEngine
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the log until `stop` is set; then finish the batch and release the lease."""
+        self.runner.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.runner.stop()
+            self.automations.close()
+            self.storage.close()
+
+
+def open_pipeline_worker(
+    settings: Settings, *, lease_seconds: float = 10.0, holder: str | None = None
+) -> PipelineWorker:
+    storage = _sql_storage(settings)
+    pipeline = Pipeline.from_settings(storage, settings)
+    runner, automations = _runner(settings, pipeline, lease_seconds=lease_seconds, holder=holder)
+    return PipelineWorker(storage, runner, automations)
+
+
+def run_pipeline_process(settings: Settings, link: PipelineLink, stop: threading.Event) -> int:
+    """The pipeline process of `cairn serve --workers N`, until `stop`: `cairn worker`'s loop,
+    woken by the HTTP workers through `link` (their commits, and routes that make new work)."""
+    worker = open_pipeline_worker(settings, holder=link.holder)
+    link.listen(worker.runner.wake)
+    worker.run(stop)
+    return 0
+
+
+def build_app(
+    settings: Settings, runtime: Runtime | None = None, link: PipelineLink | None = None
+) -> Litestar:
+    """The ASGI application. Starts the log writer on startup and drains it on shutdown. `link`
+    goes to `open_runtime` when no `runtime` is given."""
+    rt = runtime or open_runtime(settings, link)
+    runner = rt.pipeline_runner
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -139,13 +223,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         route_handlers=[
             *collector_routes(rt.collector, settings),
             api_router(rt.storage, rt.writer),
-            people_router(rt.storage, rt.pipeline, rt.runner),
-            finder_router(rt.pipeline.storage, rt.runner),
-            plans_router(rt.storage, rt.pipeline, rt.runner),
-            automations_router(rt.pipeline.storage, rt.runner.wake if rt.runner else None),
+            people_router(rt.storage, rt.pipeline, runner),
+            finder_router(rt.pipeline.storage, runner),
+            plans_router(rt.storage, rt.pipeline, runner),
+            automations_router(rt.pipeline.storage, runner.wake if runner else None),
             metrics_route(rt.storage, rt.pipeline),
             *page_routes(rt.storage, rt.writer),
-            *people_page_routes(rt.pipeline, rt.runner),
+            *people_page_routes(rt.pipeline, runner),
             health,
             docs,
         ],

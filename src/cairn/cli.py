@@ -79,7 +79,7 @@ def serve(
     workers: int | None,
 ) -> None:
     """Run the collector, the API, the UI and the pipeline (in one process or several)."""
-    from cairn.app import build_app, open_runtime
+    from cairn.app import build_app, open_runtime, run_pipeline_process
     from cairn.server import default_workers, refuse_taken_port, run_server
 
     settings = _settings(
@@ -104,7 +104,10 @@ def serve(
         finally:
             storage.close()
         try:
-            code = run_server(settings, count, build_app)
+            pipeline_process = run_pipeline_process if settings.pipeline else None
+            code = run_server(
+                settings, count, lambda s, link: build_app(s, link=link), pipeline_process
+            )
         except OSError as exc:
             _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}")
             raise
@@ -112,7 +115,7 @@ def serve(
     runtime = open_runtime(settings)
     first = bootstrap(runtime.storage)
     _print_banner(settings, runtime.storage, first.token if first else None, 1)
-    sys.exit(run_server(settings, 1, lambda s: build_app(s, runtime)))
+    sys.exit(run_server(settings, 1, lambda s, link: build_app(s, runtime)))
 
 
 def _print_banner(settings: Settings, storage: Storage, token: str | None, workers: int) -> None:
@@ -359,30 +362,16 @@ def worker(data_dir: Path | None, database_url: str | None, lease_seconds: float
     import signal
     import threading
 
-    from cairn.automations.engine import AutomationEngine
-    from cairn.finder.segments import SegmentEngine
-    from cairn.pipeline.runner import Runner
+    from cairn.app import open_pipeline_worker
 
-    pipeline = _pipeline(data_dir, database_url)
-    engine = SegmentEngine(pipeline.store)
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    automations = AutomationEngine.from_settings(pipeline.store, settings)
-    runner = Runner(pipeline, lease_seconds=lease_seconds, followers=[engine, automations])
-    automations.set_wake(runner.wake)
+    worker = open_pipeline_worker(settings, lease_seconds=lease_seconds)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"cairn worker {runner.holder}: following the log", err=False)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"cairn worker {worker.runner.holder}: following the log", err=False)
     sys.stdout.flush()
-    runner.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        runner.stop()
-        automations.close()
-        pipeline.storage.close()
+    worker.run(stop)
 
 
 @main.group("pipeline")

@@ -7,9 +7,12 @@ watches them. Each worker binds the port with `SO_REUSEPORT` (the kernel spreads
 over the workers) and runs the whole application on its own: its own log writer and group commit
 (the processes' commits take turns, on SQLite through an flock and then its write lock, on
 PostgreSQL through the append's advisory lock, so the log's sequence stays one monotonic order and
-dedupe stays one unique index), and its own pipeline runner, which stands by unless it holds the
-pipeline's lease. A worker that dies is replaced; SIGINT or SIGTERM to the parent stops every
-worker gracefully (each commits what it accepted before it exits); workers die with the parent.
+dedupe stays one unique index). The pipeline runs in one more process of its own (unless it is
+off), so that its batches and the workers' requests do not take turns on one GIL; the workers
+wake it through a pipe after each commit (`cairn.log.wakeup.PipelineLink`). A worker or the
+pipeline process that dies is replaced; SIGINT or SIGTERM to the parent stops every process
+gracefully (each worker commits what it accepted, the pipeline finishes its batch); all die with
+the parent.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
+from cairn.log.wakeup import PipelineLink
 from cairn.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,6 +53,10 @@ _STARTUP_FAILURE = 3
 # after a few of those in a row the parent gives up instead of forking forever.
 _QUICK_DEATH_SECONDS = 5.0
 _QUICK_DEATHS_ALLOWED = 3
+_PIPELINE = -1  # the pipeline process's index among the children
+
+MakeApp = Callable[[Settings, PipelineLink | None], "Litestar"]
+RunPipeline = Callable[[Settings, PipelineLink, threading.Event], int]
 
 
 def default_workers() -> int:
@@ -86,13 +94,18 @@ def _config(app: Litestar, settings: Settings) -> uvicorn.Config:
     )
 
 
-def run_server(settings: Settings, workers: int, make_app: Callable[[Settings], Litestar]) -> int:
+def run_server(
+    settings: Settings, workers: int, make_app: MakeApp, run_pipeline: RunPipeline | None = None
+) -> int:
     """Serve until stopped; the exit code. `make_app` builds a worker's application (with its
-    own runtime) in the process that serves it."""
+    own runtime) in the process that serves it, given the link to the pipeline process when
+    there is one; `run_pipeline` is that process's work (None: no pipeline process), run until
+    the event it is given is set. One process (`workers` 1) runs the pipeline in a thread of the
+    app, if its settings say so."""
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         import uvicorn
 
-        app = make_app(settings)
+        app = make_app(settings, None)
         tune_runtime()
         server = uvicorn.Server(_config(app, settings))
         # uvicorn raises the SIGINT it handled again as it returns (uvicorn.run swallows it too).
@@ -103,7 +116,7 @@ def run_server(settings: Settings, workers: int, make_app: Callable[[Settings], 
     reserved = _bind(settings.host, settings.port)
     # Port 0 asks for any free port: every worker must bind the one reserved here.
     settings = replace(settings, port=reserved.getsockname()[1])
-    return _Supervisor(settings, workers, make_app, reserved).run()
+    return _Supervisor(settings, workers, make_app, reserved, run_pipeline).run()
 
 
 def refuse_taken_port(host: str, port: int) -> None:
@@ -143,13 +156,16 @@ class _Supervisor:
         self,
         settings: Settings,
         workers: int,
-        make_app: Callable[[Settings], Litestar],
+        make_app: MakeApp,
         reserved: socket.socket,
+        run_pipeline: RunPipeline | None,
     ) -> None:
         self.settings = settings
         self.workers = workers
         self.make_app = make_app
         self.reserved = reserved
+        self.run_pipeline = run_pipeline
+        self.link = PipelineLink() if run_pipeline is not None else None
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.ready_read, self.ready_write = os.pipe()
         self.stopping = False
@@ -163,12 +179,15 @@ class _Supervisor:
                 log.warning("forking workers while %d threads run", threading.active_count())
             for index in range(self.workers):
                 self._spawn(index)
+            if self.link is not None:
+                self._spawn(_PIPELINE)
             if self._wait_ready():
                 host = self.settings.host
                 shown = f"[{host}]" if ":" in host else host
+                pipeline = " and a pipeline process" if self.link is not None else ""
                 print(
                     f"INFO:     Uvicorn running on http://{shown}:{self.settings.port} in "
-                    f"{self.workers} worker processes (Press CTRL+C to quit)",
+                    f"{self.workers} worker processes{pipeline} (Press CTRL+C to quit)",
                     flush=True,
                 )
             while self.children:
@@ -191,6 +210,8 @@ class _Supervisor:
             self.reserved.close()
             os.close(self.ready_read)
             os.close(self.ready_write)
+            if self.link is not None:
+                self.link.close()
         return code
 
     def _wait_ready(self, timeout: float = 120.0) -> bool:
@@ -209,7 +230,8 @@ class _Supervisor:
 
     def _replace(self, index: int, started: float, exit_code: int) -> int:
         """Fork a new worker for one that died; give up when workers keep dying at start."""
-        log.error("cairn worker %d exited with code %d; starting another", index, exit_code)
+        who = "the pipeline process" if index == _PIPELINE else f"cairn worker {index}"
+        log.error("%s exited with code %d; starting another", who, exit_code)
         quick = time.monotonic() - started < _QUICK_DEATH_SECONDS
         self.quick_deaths = self.quick_deaths + 1 if quick else 0
         if self.quick_deaths > _QUICK_DEATHS_ALLOWED:
@@ -235,18 +257,33 @@ class _Supervisor:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._child(index)
+            self._child(self._pipeline if index == _PIPELINE else self._serve)
         self.children[pid] = (index, time.monotonic())
 
-    def _child(self, index: int) -> NoReturn:
+    def _serve(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_quietly)
+        os.close(self.ready_read)
+        return _serve_worker(self.settings, self.make_app, self.ready_write, self.link)
+
+    def _pipeline(self) -> int:
+        """The pipeline process: `run_pipeline` until SIGINT or SIGTERM, which let it finish its
+        batch and release the lease."""
+        assert self.run_pipeline is not None
+        assert self.link is not None
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: stop.set())
+        os.close(self.ready_read)
+        os.close(self.ready_write)
+        return self.run_pipeline(self.settings, self.link, stop)
+
+    def _child(self, work: Callable[[], int]) -> NoReturn:
         code = 1
         try:
             _die_with_parent()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, _exit_quietly)
             self.reserved.close()
-            os.close(self.ready_read)
-            code = _serve_worker(self.settings, self.make_app, self.ready_write)
+            code = work()
         except SystemExit as exc:  # uvicorn exits this way when the app fails to start
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # a worker must never return into the parent's loop
@@ -276,7 +313,9 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _serve_worker(settings: Settings, make_app: Callable[[Settings], Litestar], ready: int) -> int:
+def _serve_worker(
+    settings: Settings, make_app: MakeApp, ready: int, link: PipelineLink | None
+) -> int:
     import uvicorn
 
     class Worker(uvicorn.Server):
@@ -286,7 +325,7 @@ def _serve_worker(settings: Settings, make_app: Callable[[Settings], Litestar], 
                 os.write(ready, b".")
 
     sock = _bind(settings.host, settings.port)
-    app = make_app(settings)
+    app = make_app(settings, link)
     tune_runtime()
     server = Worker(_config(app, settings))
     server.run(sockets=[sock])

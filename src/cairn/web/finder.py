@@ -14,7 +14,7 @@ from cairn.errors import BadRequest
 from cairn.finder.search import Search, condition_from_request
 from cairn.finder.segments import Segments
 from cairn.finder.tree import Condition
-from cairn.pipeline.runner import Runner
+from cairn.log.wakeup import PipelineRunner
 from cairn.storage.base import Token
 from cairn.storage.people import PeopleStore
 from cairn.storage.sql import SQLStorage
@@ -68,7 +68,7 @@ def _segment_id(raw: str) -> int:
     return path_id(raw, "no segment {raw!r}")
 
 
-def finder_router(storage: SQLStorage, runner: Runner | None) -> Router:
+def finder_router(storage: SQLStorage, runner: PipelineRunner | None) -> Router:
     segments = Segments(PeopleStore(storage))
 
     def token(request: Request[Any, Any, Any]) -> Token:

@@ -14,7 +14,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cairn.identity.unmerge import unmerge
 from cairn.ingest.timestamps import format_ms
-from cairn.pipeline.runner import Pipeline, Runner
+from cairn.log.wakeup import PipelineRunner
+from cairn.pipeline.runner import Pipeline
 from cairn.profiles import read
 from cairn.storage.base import Storage, Token
 from cairn.timeline import TimelineQuery, account_timeline, person_timeline
@@ -43,7 +44,7 @@ def _person_id(raw: str) -> int:
     return path_id(raw, "no person {raw!r}")
 
 
-def people_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) -> Router:
+def people_router(storage: Storage, pipeline: Pipeline, runner: PipelineRunner | None) -> Router:
     store = pipeline.store
     rules = pipeline.rules
 

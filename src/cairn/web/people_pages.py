@@ -24,7 +24,8 @@ from cairn.finder.text import parse
 from cairn.finder.tree import ConditionError
 from cairn.identity.unmerge import unmerge
 from cairn.ids import parse_int
-from cairn.pipeline.runner import Pipeline, Runner
+from cairn.log.wakeup import PipelineRunner
+from cairn.pipeline.runner import Pipeline
 from cairn.profiles import read
 from cairn.storage.base import Token
 from cairn.storage.sql import SQLStorage
@@ -68,7 +69,7 @@ def _segment_id(raw: str) -> int:
 class _People(Pages):
     """Renders the people, account and segment pages of one app."""
 
-    def __init__(self, pipeline: Pipeline, runner: Runner | None) -> None:
+    def __init__(self, pipeline: Pipeline, runner: PipelineRunner | None) -> None:
         super().__init__(pipeline.storage)
         self.storage: SQLStorage = pipeline.storage
         self.store = pipeline.store
@@ -313,7 +314,9 @@ def _csv(lines: Iterator[str]) -> Stream:
     )
 
 
-def people_page_routes(pipeline: Pipeline, runner: Runner | None) -> list[ControllerRouterHandler]:
+def people_page_routes(
+    pipeline: Pipeline, runner: PipelineRunner | None
+) -> list[ControllerRouterHandler]:
     """People search, lookup and export; person and account pages; segments; their fragments."""
     pages = _People(pipeline, runner)
     return [*_people_routes(pages), *_person_routes(pages), *_segment_routes(pages)]

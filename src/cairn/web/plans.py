@@ -13,7 +13,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cairn.errors import BadRequest, InvalidBody
 from cairn.ids import parse_int
 from cairn.ingest.timestamps import parse_ms
-from cairn.pipeline.runner import Pipeline, Runner
+from cairn.log.wakeup import PipelineRunner
+from cairn.pipeline.runner import Pipeline
 from cairn.plans.naming import RULES
 from cairn.plans.plan import PlanError, plan_from_json
 from cairn.plans.store import naming_from_json, naming_to_json
@@ -51,7 +52,7 @@ async def _document(request: Request[Any, Any, Any]) -> Any:
         ) from None
 
 
-def plans_router(storage: Storage, pipeline: Pipeline, runner: Runner | None) -> Router:
+def plans_router(storage: Storage, pipeline: Pipeline, runner: PipelineRunner | None) -> Router:
     plans = pipeline.plans
 
     def token(request: Request[Any, Any, Any]) -> Token:
