@@ -42,8 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         0,
         "Processes `cairn serve` runs, sharing the port (SO_REUSEPORT), each with its own log "
-        "writer; 0 means one per core, at most 4. The pipeline runs in one of them at a time "
-        "(its lease).",
+        "writer; 0 means one per core, at most 4. With more than one, the pipeline runs in a "
+        "process of its own beside them; with 1, in a thread of the one process.",
     ),
     Setting("data_dir", Path, Path("cairn-data"), "Folder for the embedded SQLite database."),
     Setting(
