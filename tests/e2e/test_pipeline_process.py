@@ -3,8 +3,8 @@
 The HTTP workers run no runner: they wake the pipeline process through a pipe after each commit,
 so events posted to any worker are processed at once. A pipeline process killed mid-stream is
 replaced and takes the lease over at once; nothing is lost or applied twice. SIGTERM stops every
-process and releases the lease; `--no-pipeline` means no pipeline anywhere; `--workers 1` keeps
-the pipeline in the one process.
+process and releases the lease; `--no-pipeline` means no pipeline anywhere (a `cairn worker`
+beside it runs the same loop); `--workers 1` keeps the pipeline in the one process.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -195,4 +197,33 @@ def test_one_worker_runs_the_pipeline_in_its_own_process(tmp_path: Path) -> None
         assert status["running_here"]
         assert status["processed"] == 10
     finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_cairn_worker_beside_no_pipeline(tmp_path: Path, stop_with: signal.Signals) -> None:
+    server = ServerProcess(
+        data_dir=tmp_path / "data", env={"CAIRN_WORKERS": "2", "CAIRN_PIPELINE": "false"}
+    ).start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cairn", "worker", "--data-dir", str(server.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert _post(server, "c")
+        wait_for(lambda: _caught_up(server), timeout=10)
+        status = _status(server)
+        assert not status["running_here"]
+        assert status["holder"].split(":")[1] == str(worker.pid)
+        worker.send_signal(stop_with)
+        output, _ = worker.communicate(timeout=30)
+        assert worker.returncode == 0, output
+        assert "following the log" in output
+        assert _status(server)["holder"] is None, "it released the lease as it stopped"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
         server.stop()
