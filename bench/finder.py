@@ -44,7 +44,7 @@ from cairn.finder.text import parse
 from cairn.storage.base import open_storage
 from cairn.storage.sql import SQLStorage
 from events import format_ms
-from ingest import POSTGRES_URL, postgres_unavailable
+from ingest import add_postgres_arguments, postgres_server, postgres_unavailable
 from loadgen import LoadConfig, LoadResult, Target, generate
 from prefill import DATA, Prefilled, copy_sqlite
 from report import table
@@ -431,6 +431,7 @@ class Options:
     only: tuple[str, ...]
     backends: tuple[str, ...]
     postgres_url: str
+    postgres_label: str  # "postgres", or "postgres-tuned" on bench/cluster.py's cluster
     markdown: bool
     profile: Path | None
 
@@ -447,12 +448,12 @@ def _arguments() -> Options:
     parser.add_argument("--only", action="append", choices=["search", "live"])
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"],
                         help="search only on these backends (repeatable)")  # fmt: skip
-    parser.add_argument("--postgres-url", default=os.environ.get("CAIRN_BENCH_POSTGRES_URL",
-                                                                  POSTGRES_URL))  # fmt: skip
+    add_postgres_arguments(parser)
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--profile", type=Path,
                         help="py-spy raw stacks of the server under load here")  # fmt: skip
     args = parser.parse_args()
+    server = postgres_server(args)
     return Options(
         events=args.events or 1_000_000,
         runs=args.runs or (3 if args.quick else 7),
@@ -461,7 +462,8 @@ def _arguments() -> Options:
         rate=args.rate,
         only=tuple(args.only or ("search", "live")),
         backends=tuple(args.backend or ("sqlite", "postgres")),
-        postgres_url=args.postgres_url,
+        postgres_url=server.url,
+        postgres_label=server.label,
         markdown=args.markdown,
         profile=args.profile,
     )
@@ -483,7 +485,8 @@ def main() -> None:
             print(f"search on {backend}", flush=True)
             prefilled = sqlite if backend == "sqlite" else processed_postgres(
                 options.postgres_url, options.events)  # fmt: skip
-            searches += measure_search(backend, prefilled, options.runs)
+            label = options.postgres_label if backend == "postgres" else backend
+            searches += measure_search(label, prefilled, options.runs)
     if "live" in options.only:
         print("live membership", flush=True)
         live = measure_live(sqlite, options)

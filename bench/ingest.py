@@ -27,6 +27,7 @@ import uvloop
 
 from cairn.storage.base import open_storage
 from cairn.workspaces import DEFAULT_WORKSPACE
+from cluster import tuned_postgres
 from loadgen import LoadConfig, Target, generate, summary
 from prefill import (
     DATA,
@@ -40,10 +41,33 @@ from prefill import (
 from report import Row, print_report
 from servers import Server, Usage, start_cairn, start_noop, watch
 
-__all__ = ["main"]
+__all__ = ["PostgresServer", "add_postgres_arguments", "main", "postgres_server"]
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 OPEN_LOOP_RATE = 5_000.0
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """The PostgreSQL server the rows run on, and how rows on it are labelled."""
+
+    url: str
+    label: str  # "postgres" (the URL given), or "postgres-tuned" (bench/cluster.py's cluster)
+
+
+def add_postgres_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--postgres-url", default=os.environ.get("CAIRN_BENCH_POSTGRES_URL",
+                                                                  POSTGRES_URL))  # fmt: skip
+    parser.add_argument("--tuned-postgres", action="store_true",
+                        help="run the PostgreSQL rows on the benchmarks' own cluster with "
+                        "production settings (bench/cluster.py, port 5433; made on demand)")  # fmt: skip
+
+
+def postgres_server(args: argparse.Namespace) -> PostgresServer:
+    """The server of `add_postgres_arguments`' options; the tuned cluster is made and started."""
+    if args.tuned_postgres:
+        return PostgresServer(tuned_postgres(), "postgres-tuned")
+    return PostgresServer(args.postgres_url, "postgres")
 
 
 @dataclass(frozen=True)
@@ -53,7 +77,7 @@ class Options:
     warmup: float
     connections: int
     only: tuple[str, ...]
-    postgres_url: str
+    postgres: PostgresServer
     markdown: bool
     profile: Path | None
     workers: int | None
@@ -200,10 +224,11 @@ def postgres_unavailable(url: str) -> str | None:
 
 
 def run_postgres(options: Options) -> list[Row]:
-    prefilled = prefill_postgres(options.postgres_url, options.events_stored)
+    prefilled = prefill_postgres(options.postgres.url, options.events_stored)
     started = time.monotonic()
     url = copy_postgres(prefilled)
-    print(f"postgres: copied the prefilled database in {time.monotonic() - started:.1f} s")
+    label = options.postgres.label
+    print(f"{label}: copied the prefilled database in {time.monotonic() - started:.1f} s")
     server = start_cairn(
         "cairn-postgres",
         data_dir=DATA / "run-postgres",
@@ -212,7 +237,7 @@ def run_postgres(options: Options) -> list[Row]:
         workers=options.workers,
     )
     try:
-        rows = run_cairn("cairn postgres", server, prefilled, url, options)
+        rows = run_cairn(f"cairn {label}", server, prefilled, url, options)
     finally:
         server.stop()
     _discard(rows, lambda: drop_postgres_copy(url), url)
@@ -228,8 +253,7 @@ def _arguments() -> Options:
     parser.add_argument("--quick", action="store_true", help="50,000 stored, 5 s rows: a smoke run")
     parser.add_argument("--only", action="append", choices=["noop", "sqlite", "postgres"],
                         help="run only these (repeatable)")  # fmt: skip
-    parser.add_argument("--postgres-url", default=os.environ.get("CAIRN_BENCH_POSTGRES_URL",
-                                                                  POSTGRES_URL))  # fmt: skip
+    add_postgres_arguments(parser)
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the SQLite row here")
     parser.add_argument("--workers", type=int,
@@ -241,7 +265,7 @@ def _arguments() -> Options:
         warmup=args.warmup or (2.0 if args.quick else 3.0),
         connections=args.connections,
         only=tuple(args.only or ("noop", "sqlite", "postgres")),
-        postgres_url=args.postgres_url,
+        postgres=postgres_server(args),
         markdown=args.markdown,
         profile=args.profile,
         workers=args.workers,
@@ -261,11 +285,11 @@ def main() -> None:
     if "sqlite" in options.only:
         rows += run_sqlite(options)
     if "postgres" in options.only:
-        reason = postgres_unavailable(options.postgres_url)
+        reason = postgres_unavailable(options.postgres.url)
         if reason is None:
             rows += run_postgres(options)
         else:
-            skipped.append(f"cairn postgres: skipped, {reason}")
+            skipped.append(f"cairn {options.postgres.label}: skipped, {reason}")
     if "noop" in options.only and len(rows) > 1:
         # This VM's speed drifts by tens of percent over minutes: measure the ceiling on both sides.
         rows.append(run_noop(options, "noop (ceiling, again)"))

@@ -56,7 +56,7 @@ from cairn.storage.people import PeopleStore
 from cairn.storage.sql import SQLStorage
 from cairn.timeline.query import TimelineQuery, person_timeline
 from events import USERS, track_message, user_ids
-from ingest import POSTGRES_URL, postgres_unavailable
+from ingest import add_postgres_arguments, postgres_server, postgres_unavailable
 from loadgen import LoadConfig, LoadResult, Target, generate
 from prefill import (
     DATA,
@@ -355,8 +355,8 @@ def autovacuum(url: str | None) -> Iterator[None]:
     database the pipeline fills from nothing is planned with the statistics of empty tables, and
     lookups by index turn into scans. A production server analyzes and vacuums tables as they
     grow: here a thread does it every 10 s for tables past autovacuum's default thresholds, with
-    its default cost-based throttling."""
-    if url is None:
+    its default cost-based throttling. A server that runs its own (bench/cluster.py's) is left to it."""
+    if url is None or _server_autovacuums(url):
         yield
         return
     stop = threading.Event()
@@ -367,6 +367,14 @@ def autovacuum(url: str | None) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def _server_autovacuums(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return row is not None and row[0] == "on"
 
 
 def _autovacuum(url: str, stop: threading.Event) -> None:
@@ -458,7 +466,7 @@ def run_throughput_postgres(options: Options) -> Throughput:
     prefilled = prefill_postgres(url, options.events, kind=LOG_KIND, filler=_fill_mix)
     url = copy_postgres(prefilled, "cairn_bench_pipeline")
     try:
-        return measure_throughput("postgres", url, None)
+        return measure_throughput(options.postgres_label, url, None)
     finally:
         drop_postgres_copy(url)
 
@@ -562,7 +570,7 @@ def run_lag_postgres(options: Options) -> Lag:
     server = start_cairn("cairn-pipeline-postgres", data_dir=folder, database_url=url)
     try:
         with autovacuum(url):
-            return measure_lag("postgres", server, prefilled, options)
+            return measure_lag(options.postgres_label, server, prefilled, options)
     finally:
         server.stop()
         drop_postgres_copy(url)
@@ -671,7 +679,7 @@ def run_timeline_sqlite(options: Options) -> list[Pages]:
 
 
 def run_timeline_postgres(options: Options) -> list[Pages]:
-    return measure_timeline("postgres", _processed_postgres(options), options.pages)
+    return measure_timeline(options.postgres_label, _processed_postgres(options), options.pages)
 
 
 # the table ----------------------------------------------------------------------------------------
@@ -778,6 +786,7 @@ class Options:
     only: tuple[str, ...]
     backends: tuple[str, ...]
     postgres_url: str
+    postgres_label: str  # "postgres", or "postgres-tuned" on bench/cluster.py's cluster
     markdown: bool
     profile: Path | None
 
@@ -797,12 +806,12 @@ def _arguments() -> Options:
                         help="run only these measurements (repeatable)")  # fmt: skip
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"],
                         help="run only on these backends (repeatable)")  # fmt: skip
-    parser.add_argument("--postgres-url", default=os.environ.get("CAIRN_BENCH_POSTGRES_URL",
-                                                                  POSTGRES_URL))  # fmt: skip
+    add_postgres_arguments(parser)
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--profile", type=Path,
                         help="py-spy raw stacks of the SQLite throughput run here")  # fmt: skip
     args = parser.parse_args()
+    server = postgres_server(args) if "postgres" in (args.backend or ("postgres",)) else None
     return Options(
         events=args.events or (300_000 if args.quick else 500_000),
         timeline_events=args.timeline_events or (300_000 if args.quick else 1_000_000),
@@ -811,7 +820,8 @@ def _arguments() -> Options:
         pages=args.pages or (500 if args.quick else 2_000),
         only=tuple(args.only or ("throughput", "lag", "timeline")),
         backends=tuple(args.backend or ("sqlite", "postgres")),
-        postgres_url=args.postgres_url,
+        postgres_url=server.url if server else args.postgres_url,
+        postgres_label=server.label if server else "postgres",
         markdown=args.markdown,
         profile=args.profile,
     )

@@ -246,7 +246,7 @@ def prefill_postgres(
     `server_url`), made by `filler` when missing."""
     schema = schema_key("postgres")
     name = f"cairn_{kind}_{total}_{schema.replace('-', '_')}"
-    meta = DATA / f"postgres-{_meta_kind(kind)}{total}-{schema}.json"
+    meta = _meta_folder(server_url) / f"postgres-{_meta_kind(kind)}{total}-{schema}.json"
     base = server_url.rpartition("/")[0]
     cached = _load(meta)
     if cached is not None and _pg_exists(server_url, name):
@@ -263,8 +263,23 @@ def prefill_postgres(
         storage.close()
     _pg_execute(database, "VACUUM ANALYZE", on_server=False)
     seconds = time.monotonic() - started
-    DATA.mkdir(parents=True, exist_ok=True)
+    meta.parent.mkdir(parents=True, exist_ok=True)
     return _save(meta, Prefilled(database, total, schema, write_key, token, seconds))
+
+
+def _meta_folder(server_url: str) -> Path:
+    """Where the credentials of a server's cached databases are kept: `bench/.data` for the
+    machine's server on port 5432, a folder per port for others (bench/cluster.py's), so the two
+    servers' databases of one kind and schema do not take each other's credentials."""
+    port = _port(server_url)
+    return DATA if port == 5432 else DATA / f"postgres-port-{port}"
+
+
+def _port(url: str) -> int:
+    """The port of a PostgreSQL URL (5432 when it names none)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return int(conninfo_to_dict(url).get("port") or 5432)
 
 
 def _meta_kind(kind: str) -> str:
@@ -282,7 +297,7 @@ def _drop_stale_postgres(server_url: str, kind: str, schema: str) -> None:
         if not str(name).endswith(suffix):
             print(f"dropping {name}: made for an older schema", flush=True)
             _pg_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    for meta in DATA.glob(f"postgres-{_meta_kind(kind)}[0-9]*.json"):
+    for meta in _meta_folder(server_url).glob(f"postgres-{_meta_kind(kind)}[0-9]*.json"):
         if not meta.name.endswith(f"-{schema}.json"):
             meta.unlink()
 
