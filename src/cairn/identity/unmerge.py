@@ -44,7 +44,7 @@ def unmerge(store: PeopleStore, workspace_id: int, person_id: int, merge_id: str
         moved = _closure(tx, root, [int(i) for i in decode_json(identifier_json)])
         subtree = _subtree(tx, merged_id)
         now = now_ms()
-        _move(tx, moved, merged_id)
+        _move(tx, moved, root, merged_id)
         for pid in subtree - {merged_id}:
             tx.run("UPDATE persons SET merged_into = ? WHERE id = ?", (merged_id, pid))
         tx.run("UPDATE persons SET merged_into = NULL WHERE id = ?", (merged_id,))
@@ -124,15 +124,19 @@ def _subtree(tx: Tx, person_id: int) -> set[int]:
     return found
 
 
-def _move(tx: Tx, identifier_ids: set[int], person_id: int) -> None:
+def _move(tx: Tx, identifier_ids: set[int], source: int, person_id: int) -> None:
+    """Identifiers on `source`, with their events and history, over to `person_id`."""
     ids = sorted(identifier_ids)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         tx.run(f"UPDATE identifiers SET person_id = ? WHERE id IN ({marks})", (person_id, *chunk))
+        # An event's row is on its identifier's person (merges move both): naming the person
+        # reads its rows through the timeline index; PostgreSQL has none by identifier (0008).
         tx.run(
-            f"UPDATE person_events SET person_id = ? WHERE identifier_id IN ({marks})",
-            (person_id, *chunk),
+            "UPDATE person_events SET person_id = ? WHERE person_id = ? "
+            f"AND identifier_id IN ({marks})",
+            (person_id, source, *chunk),
         )
         tx.run(
             f"UPDATE person_history SET person_id = ? WHERE identifier_id IN ({marks})",
