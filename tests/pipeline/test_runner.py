@@ -119,6 +119,22 @@ def test_status_reports_lag(log: Log) -> None:
     assert (status.lag_events, status.lag_seconds, status.cursor) == (0, 0.0, status.last_seq)
 
 
+def merged_pair(log: Log) -> dict[str, Any]:
+    """A browser's anonymous person merged into user "y" (whose person is returned) by an
+    identify carrying both ids."""
+    from cairn.profiles import read
+
+    assert log.workspace is not None
+    ws = log.workspace.id
+    log.send(
+        msg("page", at=T, anonymousId="x-1"),
+        msg("identify", at=T + 1, userId="y"),
+        msg("identify", at=T + 2, anonymousId="x-1", userId="y"),
+    )
+    log.run()
+    return read.person_json(log.store, ws, read.lookup(log.store, log.rules, ws, {"user_id": "y"}))
+
+
 def test_an_unmerge_during_a_batch_makes_the_batch_redo(log: Log) -> None:
     """The cursor's version check: a batch computed before an unmerge is not written over it."""
     from cairn.identity.unmerge import unmerge
@@ -127,21 +143,13 @@ def test_an_unmerge_during_a_batch_makes_the_batch_redo(log: Log) -> None:
     assert log.workspace is not None
     assert log.pipeline is not None
     ws = log.workspace.id
-    log.send(
-        msg("page", at=T, anonymousId="x-1"),
-        msg("identify", at=T + 1, userId="y"),
-        msg("identify", at=T + 2, anonymousId="x-1", userId="y"),
-    )
-    log.run()
-    person = read.person_json(
-        log.store, ws, read.lookup(log.store, log.rules, ws, {"user_id": "y"})
-    )
+    person = merged_pair(log)
     log.send(msg("track", at=T + 3, anonymousId="x-1", event="Later Happened"))
     pipeline = log.pipeline
     original = pipeline._batch
 
-    def unmerge_meanwhile(*args: Any) -> Batch:
-        batch = original(*args)
+    def unmerge_meanwhile(*args: Any, **kwargs: Any) -> Batch:
+        batch = original(*args, **kwargs)
         if not getattr(unmerge_meanwhile, "done", False):
             unmerge_meanwhile.done = True  # type: ignore[attr-defined]
             unmerge(log.store, ws, person["id"], person["merged_from"][0]["merge_id"])

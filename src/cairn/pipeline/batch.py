@@ -5,6 +5,10 @@ them in memory, and writes every change plus the cursor's new position in one tr
 cursor's version check makes that transaction fail (`StaleBatch`) if anything else changed derived
 state meanwhile: the runner then redoes the batch from fresh state. Person and identifier ids are
 allocated here, above the largest stored ones, under the same check.
+
+A batch's writes are built on the stages' thread (`writes`) and may run on another (`Writes.run`)
+while the next batch is worked out. That next batch then reads through the first one's `Unsettled`
+state (what it wrote, as rows) before the database, whose reads may not show those writes yet.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ __all__ = [
     "Identifier",
     "Merge",
     "PersonRow",
+    "Unsettled",
+    "Writes",
     "person_from_row",
     "person_params",
     "write_dead_letters",
@@ -123,6 +129,33 @@ class Stats:
     blocked: int = 0
 
 
+IdentifierKey = tuple[int, str, str]  # workspace, kind, value
+
+
+@dataclass(slots=True)
+class Unsettled:
+    """What a batch wrote, as rows, while its transaction may still be running: the next batch
+    reads here before it asks the database. Everything the pipeline reads back and a batch can
+    change is here: the persons it changed (merged ones too), its identifiers as they now are,
+    its accounts and memberships, the merges (which also move stored rows it never loaded), the
+    ids it allocated and the cursor its commit leaves."""
+
+    cursor: CursorRow
+    next_person: int
+    next_identifier: int
+    persons: dict[int, tuple[Any, ...]]
+    identifiers: dict[IdentifierKey, tuple[int, int, int | None]]
+    moved: dict[int, int]  # merged person: the person it was merged into
+    accounts: dict[tuple[int, str], tuple[Any, ...]]
+    members: set[tuple[int, str, int]]
+
+    def root(self, person_id: int) -> int:
+        """Where a person read from the database is after this batch's merges."""
+        while (into := self.moved.get(person_id)) is not None:
+            person_id = into
+        return person_id
+
+
 def person_from_row(row: Any, *, lazy: bool = False) -> PersonRow:
     """A stored person; `lazy`: traits left undecoded until `load_traits`."""
     (pid, ws, merged_into, traits, trait_ts, counts, first, last, events, revenue, user_ids,
@@ -157,9 +190,11 @@ class Batch:
         requires_hash: Callable[[str], bool] = lambda _source_id: False,
         plans: PlanStore | None = None,
         cache: StateCache | None = None,
+        unsettled: Unsettled | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
+        self.unsettled = unsettled
         # the persons as the batch wrote them (rows of PERSON_COLUMNS), for the state cache
         self.written: list[tuple[Any, ...]] = []
         self.plans = plans
@@ -195,6 +230,9 @@ class Batch:
         self.applied: set[int] = set()
         self._checkers: dict[tuple[int, str], Checker] = {}
         self.next_person, self.next_identifier = (n + 1 for n in store.max_ids())
+        if unsettled is not None:
+            self.next_person = max(self.next_person, unsettled.next_person)
+            self.next_identifier = max(self.next_identifier, unsettled.next_identifier)
 
     # loading ----------------------------------------------------------------------------------
     def preload(self, wanted: dict[tuple[int, str], set[str]], groups: dict[int, set[str]]) -> None:
@@ -204,13 +242,21 @@ class Batch:
             values = {v for v in values if (ws, kind, v) not in self._ids}
             if self.cache is not None:
                 values = self._cached_identifiers(ws, kind, values, person_ids)
+            if self.unsettled is not None:
+                values = self._unsettled_identifiers(ws, kind, values, person_ids)
             for iid, _kind, value, pid, via in self.store.identifiers(ws, kind, values):
+                pid = self._moved(pid)
                 self._remember(Identifier(iid, ws, kind, value, pid, via))
                 person_ids.add(pid)
             # known to be unlinked: later lookups in this batch need not ask the database
             self._absent.update((ws, kind, v) for v in values if (ws, kind, v) not in self._ids)
         self._load_persons(person_ids)
         for ws, group_ids in groups.items():
+            if self.unsettled is not None:
+                for group_id in group_ids:
+                    if (row := self.unsettled.accounts.get((ws, group_id))) is not None:
+                        self.accounts[(ws, group_id)] = account_from_row(row)
+                group_ids = {g for g in group_ids if (ws, g) not in self.accounts}
             for row in self.store.accounts(ws, group_ids):
                 account = account_from_row(row)
                 self.accounts[(ws, account.group_id)] = account
@@ -223,16 +269,39 @@ class Batch:
     ) -> set[str]:
         """Take what the state cache holds of `values`; return the rest."""
         assert self.cache is not None
+        return self._take_identifiers(ws, kind, values, person_ids, self.cache.identifier, True)
+
+    def _unsettled_identifiers(
+        self, ws: int, kind: str, values: set[str], person_ids: set[int]
+    ) -> set[str]:
+        """Take what the unsettled batch wrote of `values`; return the rest."""
+        assert self.unsettled is not None
+        found = self.unsettled.identifiers.get
+        return self._take_identifiers(ws, kind, values, person_ids, found, False)
+
+    def _take_identifiers(
+        self,
+        ws: int,
+        kind: str,
+        values: set[str],
+        person_ids: set[int],
+        lookup: Callable[[IdentifierKey], tuple[int, int, int | None] | None],
+        cached: bool,
+    ) -> set[str]:
         rest: set[str] = set()
         for value in values:
-            found = self.cache.identifier((ws, kind, value))
+            found = lookup((ws, kind, value))
             if found is None:
                 rest.add(value)
                 continue
             iid, pid, via = found
-            self._remember(Identifier(iid, ws, kind, value, pid, via, cached=True))
+            self._remember(Identifier(iid, ws, kind, value, pid, via, cached=cached))
             person_ids.add(pid)
         return rest
+
+    def _moved(self, person_id: int) -> int:
+        """A person id read from the database, after the unsettled batch's merges."""
+        return person_id if self.unsettled is None else self.unsettled.root(person_id)
 
     def _load_persons(self, ids: set[int]) -> None:
         missing = [pid for pid in ids if pid not in self.persons]
@@ -246,8 +315,15 @@ class Batch:
                     person = self.persons[pid] = person_from_row(row, lazy=True)
                     person.row = None  # the cache has it: kept again only if written
             missing = rest
-        for row in self.store.persons(missing):
+        rows: list[Any] = []
+        if self.unsettled is not None:
+            written = self.unsettled.persons
+            rows = [written[pid] for pid in missing if pid in written]
+            missing = [pid for pid in missing if pid not in written]
+        for row in rows + self.store.persons(missing):
             person = person_from_row(row, lazy=True)
+            if person.merged_into is not None:
+                person.merged_into = self._moved(person.merged_into)
             self.persons[person.id] = person
             if person.merged_into is not None:
                 self._merged_into.setdefault(person.merged_into, set()).add(person.id)
@@ -276,10 +352,21 @@ class Batch:
                 self._remember(ident)
                 self._load_persons({ident.person_id})
                 return ident
+        written = (
+            self.unsettled.identifiers.get(key)
+            if ident is None and self.unsettled is not None and key not in self._absent
+            else None
+        )
+        if written is not None:
+            ident = Identifier(written[0], ws, kind, value, written[1], written[2])
+            self._remember(ident)
+            self._load_persons({ident.person_id})
+            return ident
         if ident is None and key not in self._absent:
             rows = self.store.identifiers(ws, kind, [value])
             if rows:
                 iid, _kind, _value, pid, via = rows[0]
+                pid = self._moved(pid)
                 ident = Identifier(iid, ws, kind, value, pid, via)
                 self._remember(ident)
                 self._load_persons({pid})
@@ -394,7 +481,9 @@ class Batch:
         key = (ws, group_id)
         account = self.accounts.get(key)
         if account is None:
-            row = None if key in self._absent_accounts else self.store.account(ws, group_id)
+            row = self.unsettled.accounts.get(key) if self.unsettled is not None else None
+            if row is None and key not in self._absent_accounts:
+                row = self.store.account(ws, group_id)
             if row is not None:
                 account = account_from_row(row)
             else:
@@ -419,6 +508,9 @@ class Batch:
         if not self._joins:
             return
         stored = self.store.memberships({pid for _ws, _group, pid, _at in self._joins})
+        if self.unsettled is not None:
+            stored = {(ws, g, self._moved(pid)) for ws, g, pid in stored}
+            stored |= self.unsettled.members
         known = {at for ws, group, pid, at in self._joins if (ws, group, pid) in stored}
         if known:
             self.history = [entry for at, entry in enumerate(self.history) if at not in known]
@@ -451,54 +543,136 @@ class Batch:
 
     # writing --------------------------------------------------------------------------------
     def flush(self, position: int, name: str = PIPELINE_CURSOR) -> None:
+        self.writes(position, name).run(self.store)
+
+    def writes(self, position: int, name: str = PIPELINE_CURSOR) -> Writes:
+        """Every row the batch writes, with the cursor at `position`, built now (on the stages'
+        thread: the rows read the batch's objects, which the next batch does not share)."""
         store = self.store
         self._drop_known_joins()
+        high = max((e.seq for e in self.events), default=0)
+        dirty = [p for p in self.persons.values() if p.dirty]
+        created = [person_params(store, p, self.now) for p in dirty if p.new]
+        changed = [
+            person_params(store, p, self.now)
+            for p in dirty
+            if p.stored_traits is None and not p.new
+        ]
+        counted = [p for p in dirty if p.stored_traits is not None]
+        counters = [_counter_params(store, p, self.now) for p in counted]
+        self.written = created + changed
+        self.written += [_stored_row(p, c) for p, c in zip(counted, counters, strict=True)]
+        accounts = [_account_params(store, a, self.now) for a in self.accounts.values() if a.dirty]
+        members = _member_rows(self)
+        c = self.cursor
+        unsettled = Unsettled(
+            CursorRow(position, c.version + 1, c.holder, c.lease_until_ms,
+                      max(c.high_water, high), self.now),
+            self.next_person,
+            self.next_identifier,
+            {row[0]: row for row in self.written},
+            {(i.workspace_id, i.kind, i.value): (i.id, i.person_id, i.via_id)
+             for i in self._ids.values()},
+            {m.merged_id: m.survivor_id for m in self.merges},
+            {(row[0], row[1]): row for row in accounts},
+            {(ws, g, pid) for ws, g, pid, _joined in members},
+        )  # fmt: skip
+        return Writes(
+            name=name,
+            version=c.version,
+            position=position,
+            high_water=high,
+            merges=list(self.merges),
+            identifiers=[
+                (i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
+                for i in self._ids.values()
+                if i.new
+            ],
+            created=created,
+            changed=changed,
+            counters=counters,
+            person_events=[
+                (seq, ws, i.person_id, i.id, kind, name_, ts)
+                for seq, ws, i, kind, name_, ts in self.person_events
+            ],
+            history=[
+                (ws, pid, None, seq, at, kind, store.json(data))
+                if i is None
+                else (ws, i.person_id, i.id, seq, at, kind, store.json(data))
+                for ws, pid, i, seq, at, kind, data in self.history
+            ],
+            accounts=accounts,
+            members=members,
+            account_events=self.account_events,
+            dead_letters=self.dead_letters,
+            violations=self.violations,
+            quarantine=[(*q[:4], store.json(q[4]), q[5]) for q in self.quarantine],
+            released=[(self.now, seq) for seq in self.released],
+            dirty=[(p.id, p.workspace_id, self.now) for p in dirty],
+            now=self.now,
+            unsettled=unsettled,
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class Writes:
+    """A batch's writes as rows, and the cursor move they commit with: `run` needs no more of
+    the batch (it may run on another thread while the next batch is worked out)."""
+
+    name: str
+    version: int  # the cursor's version the batch read: the commit fails if it changed
+    position: int
+    high_water: int
+    merges: list[Merge]
+    identifiers: list[tuple[Any, ...]]
+    created: list[tuple[Any, ...]]
+    changed: list[tuple[Any, ...]]
+    counters: list[tuple[Any, ...]]
+    person_events: list[tuple[Any, ...]]
+    history: list[tuple[Any, ...]]
+    accounts: list[tuple[Any, ...]]
+    members: list[tuple[int, str, int, int]]
+    account_events: list[tuple[int, str, int, int]]
+    dead_letters: list[tuple[int, int, str, str]]
+    violations: list[tuple[Any, ...]]
+    quarantine: list[tuple[Any, ...]]
+    released: list[tuple[int, int]]
+    dirty: list[tuple[int, int, int]]
+    now: int
+    unsettled: Unsettled  # the state these writes leave, for the next batch
+
+    def run(self, store: PeopleStore) -> None:
+        """One transaction; `StaleBatch` if the cursor moved since the batch read it."""
         with store.batch_tx() as tx:
-            high = max((e.seq for e in self.events), default=0)
-            store.advance(tx, name, version=self.cursor.version, position=position, high_water=high)
+            store.advance(
+                tx, self.name, version=self.version, position=self.position,
+                high_water=self.high_water,
+            )  # fmt: skip
             for merge in self.merges:
                 _write_merge(store, tx, merge)
             tx.copy(
                 "INSERT INTO identifiers (id, workspace_id, kind, value, person_id, via_id, seq, "
                 "linked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i.id, i.workspace_id, i.kind, i.value, i.person_id, i.via_id, i.seq, self.now)
-                 for i in self._ids.values() if i.new],
-            )  # fmt: skip
-            dirty = [p for p in self.persons.values() if p.dirty]
-            created = [person_params(store, p, self.now) for p in dirty if p.new]
-            tx.copy(UPSERT_PERSON, created)
-            changed = [
-                person_params(store, p, self.now)
-                for p in dirty
-                if p.stored_traits is None and not p.new
-            ]
-            tx.upsert(UPSERT_PERSON, PERSON_TYPES, changed)
-            counted = [p for p in dirty if p.stored_traits is not None]
-            counters = [_counter_params(store, p, self.now) for p in counted]
-            tx.update("persons", _COUNTERS, counters)
-            self.written = created + changed
-            self.written += [_stored_row(p, c) for p, c in zip(counted, counters, strict=True)]
+                self.identifiers,
+            )
+            tx.copy(UPSERT_PERSON, self.created)
+            tx.upsert(UPSERT_PERSON, PERSON_TYPES, self.changed)
+            tx.update("persons", _COUNTERS, self.counters)
             tx.copy(
                 "INSERT INTO person_events (seq, workspace_id, person_id, identifier_id, type, "
                 "event, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
-                [(seq, ws, i.person_id, i.id, kind, name_, ts)
-                 for seq, ws, i, kind, name_, ts in self.person_events],
-            )  # fmt: skip
+                self.person_events,
+            )
             tx.copy(
                 "INSERT INTO person_history (workspace_id, person_id, identifier_id, seq, at_ms, "
                 "kind, data) VALUES (?, ?, ?, ?, ?, ?, {j})",
-                [(ws, pid, None, seq, at, kind, store.json(data)) if i is None else
-                 (ws, i.person_id, i.id, seq, at, kind, store.json(data))
-                 for ws, pid, i, seq, at, kind, data in self.history],
-            )  # fmt: skip
-            tx.insert(
-                _UPSERT_ACCOUNT,
-                [_account_params(store, a, self.now) for a in self.accounts.values() if a.dirty],
+                self.history,
             )
+            tx.insert(_UPSERT_ACCOUNT, self.accounts)
             tx.insert(
                 "INSERT INTO account_members (workspace_id, group_id, person_id, joined_ms) "
                 f"VALUES (?, ?, ?, ?) {_KEEP_EARLIEST_JOIN}",
-                _member_rows(self),
+                self.members,
             )
             tx.insert(
                 "INSERT INTO account_events (workspace_id, group_id, seq, timestamp_ms) "
@@ -519,18 +693,14 @@ class Batch:
                 "at_ms) VALUES (?, ?, ?, ?, {j}, ?) ON CONFLICT (seq) DO UPDATE SET "
                 "plan_version = excluded.plan_version, violations = excluded.violations, "
                 "released_ms = NULL",
-                [(*q[:4], store.json(q[4]), q[5]) for q in self.quarantine],
+                self.quarantine,
             )
             tx.many(
                 "UPDATE quarantine SET released_ms = ? WHERE seq = ? AND released_ms IS NULL",
-                [(self.now, seq) for seq in self.released],
+                self.released,
             )
             # for the segment engine (and later consumers of person changes)
-            tx.upsert(
-                MARK_DIRTY,
-                MARK_DIRTY_TYPES,
-                [(p.id, p.workspace_id, self.now) for p in self.persons.values() if p.dirty],
-            )
+            tx.upsert(MARK_DIRTY, MARK_DIRTY_TYPES, self.dirty)
 
 
 # A membership written twice keeps the earliest join.

@@ -10,6 +10,13 @@ lapses. Replays are safe: an event already applied (it has a `person_events` row
 A stage that raises on one event sends that event to the dead-letter list with the error: the
 batch is redone without it, so no half-applied event is ever written. `replay_dead_letters` runs
 dead letters through the stages again (`cairn pipeline replay`).
+
+Write-behind: while the log is behind, a batch's transaction runs on the pipeline's writer thread
+while the next batch is worked out on the runner's. The two overlap on two cores: the database's
+work (SQLite's inserts and commit, or PostgreSQL's server) releases the GIL that the stages hold.
+The next batch reads what the unsettled one wrote before it reads the database (`Unsettled`), and
+it commits only after it: one transaction in flight at most. If that transaction fails, the batch
+built on it is dropped and both are redone from the database, as a stale batch is.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +40,7 @@ import msgspec
 from cairn.errors import NotFound
 from cairn.identity.rules import IdentityRules
 from cairn.ingest.timestamps import now_ms
-from cairn.pipeline.batch import Batch, Stats, write_dead_letters
+from cairn.pipeline.batch import Batch, Stats, Unsettled, Writes, write_dead_letters
 from cairn.pipeline.cache import StateCache
 from cairn.pipeline.event import Event
 from cairn.pipeline.stages import accounts, identity, plans, profiles, timeline
@@ -91,6 +99,16 @@ class _Failure(Exception):
     error: str
 
 
+@dataclass
+class _InFlight:
+    """A batch whose transaction runs on the writer thread."""
+
+    done: Future[None]
+    unsettled: Unsettled
+    entries: list[LogEntry]
+    batch: Batch
+
+
 class Pipeline:
     """The stages over one database. `run_batch` is one step; `Runner` loops it on a thread."""
 
@@ -120,6 +138,8 @@ class Pipeline:
         self._sources: frozenset[str] = frozenset()
         self._sources_at = 0.0
         self.cache = StateCache(max_persons=max(cache_persons, 0))
+        self._writer: ThreadPoolExecutor | None = None
+        self._inflight: _InFlight | None = None
         self.store.ensure_cursor(name)
 
     @classmethod
@@ -135,22 +155,62 @@ class Pipeline:
         )
 
     # one batch ------------------------------------------------------------------------------
-    def run_batch(self) -> int:
-        """Process the next batch of the log; return how many log entries it consumed."""
-        with without_cyclic_gc():
-            return self._run_batch()
+    def run_batch(self, *, behind: bool = False) -> int:
+        """Process the next batch of the log; return how many log entries it consumed.
 
-    def _run_batch(self) -> int:
+        `behind`: the batch's transaction may still be running on the writer thread when this
+        returns; the next call reads through it, and `settle()` waits for it. Otherwise every
+        write is committed on return. Only the thread that runs the batches may pass it."""
+        with without_cyclic_gc():
+            if not behind:
+                self.settle()
+            return self._run_batch(behind)
+
+    def run_until_idle(self, max_batches: int | None = None) -> int:
+        done = 0
+        batches = 0
+        try:
+            while max_batches is None or batches < max_batches:
+                count = self.run_batch(behind=True)
+                if count == 0:
+                    if self.settle():
+                        break
+                    continue  # the last batch met a change under it: redo it
+                done += count
+                batches += 1
+        finally:
+            self.settle()
+        return done
+
+    def settle(self) -> bool:
+        """Wait for the batch in flight, if any. False if it did not commit as built: it went
+        stale (the next `run_batch` redoes it) or its write failed (redone here)."""
+        if self._inflight is None:
+            return True
+        with without_cyclic_gc():
+            return self._settle()
+
+    def _run_batch(self, behind: bool) -> int:
         if not getattr(self._thread_state, "prepared", False):
             self.store.pipeline_connection()
             self._thread_state.prepared = True
         for attempt in range(_MAX_STALE_RETRIES):
-            cursor = self.store.cursor(self.name)
+            inflight = self._inflight
+            if inflight is not None and inflight.done.done():
+                self._settle()  # finished: its outcome is known now, and the next reads can see it
+                inflight = self._inflight
+            if inflight is not None:
+                cursor = inflight.unsettled.cursor
+            else:
+                cursor = self.store.cursor(self.name)
             entries = self.storage.read_log(cursor.position, self.batch_size)
             if not entries:
                 return 0
             try:
-                self._apply(cursor, entries, position=entries[-1].seq)
+                if behind:
+                    self._apply_behind(cursor, entries, inflight)
+                    return len(entries)
+                self._apply(cursor, entries, position=entries[-1].seq, cached=True)
             except StaleBatch:
                 self.stale_batches += 1
                 time.sleep(random.random() * 0.002 * (attempt + 1))  # two racers fall out of step
@@ -160,39 +220,79 @@ class Pipeline:
             return len(entries)
         raise StaleBatch("the pipeline's state kept changing under the batch; retry later")
 
-    def run_until_idle(self, max_batches: int | None = None) -> int:
-        done = 0
-        batches = 0
-        while max_batches is None or batches < max_batches:
-            count = self.run_batch()
-            if count == 0:
-                break
-            done += count
-            batches += 1
-        return done
+    def _apply_behind(
+        self, cursor: CursorRow, entries: list[LogEntry], inflight: _InFlight | None
+    ) -> None:
+        """Run the stages over `entries` on top of the batch in flight, then start their writes
+        once that batch has committed. `StaleBatch` when it did not: this one is dropped."""
+        unsettled = inflight.unsettled if inflight is not None else None
+        batch = self._staged(cursor, entries, cache=True, unsettled=unsettled)
+        writes = batch.writes(entries[-1].seq, self.name)
+        if inflight is not None and not self._settle():
+            raise StaleBatch("the batch this one was built on did not commit as it was")
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="cairn-pipeline-writer")
+        done = self._writer.submit(self._write, writes)
+        self._inflight = _InFlight(done, writes.unsettled, entries, batch)
+        if self.cache.max_persons:
+            batch.keep_in(self.cache, cursor.version + 1)
 
-    def _apply(self, cursor: CursorRow, entries: list[LogEntry], *, position: int) -> set[int]:
+    def _write(self, writes: Writes) -> None:
+        """On the writer thread: the batch's transaction."""
+        if not getattr(self._thread_state, "prepared", False):
+            self.store.pipeline_connection()
+            self._thread_state.prepared = True
+        writes.run(self.store)
+
+    def _settle(self) -> bool:
+        """Wait for the batch in flight; True if it committed as it was written (and counted).
+        Stale: dropped (the loop redoes it from the database). Failed otherwise: redone here,
+        where a write that fails is retried event by event, so only the event that cannot be
+        written is dead-lettered."""
+        inflight, self._inflight = self._inflight, None
+        assert inflight is not None
+        try:
+            inflight.done.result()
+        except StaleBatch:
+            self.cache.clear()
+            self.stale_batches += 1
+            return False
+        except Exception:
+            self.cache.clear()
+            log.warning("pipeline: a batch's write failed; redoing it from the database")
+            entries = inflight.entries
+            try:
+                self._apply(self.store.cursor(self.name), entries, position=entries[-1].seq)
+            except StaleBatch:
+                self.stale_batches += 1  # the next batch reads from the database again
+                return False
+            self.processed += len(entries)
+            self.batches += 1
+            return False
+        self.processed += len(inflight.entries)
+        self.batches += 1
+        self._count(inflight.batch)
+        return True
+
+    def _apply(
+        self, cursor: CursorRow, entries: list[LogEntry], *, position: int, cached: bool = False
+    ) -> set[int]:
         """Run the stages over `entries` and commit them with the cursor at `position`.
 
         A failing event is dead-lettered and the batch redone without it; a batch whose write
         fails (a value the database refuses) is written one event at a time, so only the event
         that cannot be written is dead-lettered. Returns the dead-lettered sequence numbers.
+        `cached`: the state cache may be used (only by the thread that runs the batches: while
+        a batch is in flight the cache holds what it wrote, not what is committed).
         """
-        failed: dict[int, tuple[str, str]] = {}
-        while True:
-            batch = self._batch(cursor, entries, failed)
-            try:
-                self._run_stages(batch, failed)
-            except _Failure as failure:
-                failed[failure.seq] = (failure.stage, failure.error)
-                continue
-            break
+        batch = self._staged(cursor, entries, cache=cached)
         try:
             batch.flush(position, self.name)
         except StaleBatch:
             self.cache.clear()
             raise
         except Exception:
+            self.cache.clear()
             if len(entries) == 1:
                 log.exception("pipeline: could not write event %d", entries[0].seq)
                 self._dead_letter_alone(cursor, entries[0], position)
@@ -202,13 +302,39 @@ class Pipeline:
             for entry in entries:
                 dead |= self._apply(self.store.cursor(self.name), [entry], position=entry.seq)
             return dead
-        if self.cache.max_persons:
+        if cached and self.cache.max_persons:
             batch.keep_in(self.cache, cursor.version + 1)
         self._count(batch)
-        return set(failed)
+        return {seq for _ws, seq, _stage, _error in batch.dead_letters}
+
+    def _staged(
+        self,
+        cursor: CursorRow,
+        entries: list[LogEntry],
+        *,
+        cache: bool,
+        unsettled: Unsettled | None = None,
+    ) -> Batch:
+        """The batch of `entries` with the stages run: an event a stage fails on is
+        dead-lettered and the batch redone without it."""
+        failed: dict[int, tuple[str, str]] = {}
+        while True:
+            batch = self._batch(cursor, entries, failed, cache=cache, unsettled=unsettled)
+            try:
+                self._run_stages(batch, failed)
+            except _Failure as failure:
+                failed[failure.seq] = (failure.stage, failure.error)
+                continue
+            return batch
 
     def _batch(
-        self, cursor: CursorRow, entries: list[LogEntry], failed: dict[int, tuple[str, str]]
+        self,
+        cursor: CursorRow,
+        entries: list[LogEntry],
+        failed: dict[int, tuple[str, str]],
+        *,
+        cache: bool,
+        unsettled: Unsettled | None = None,
     ) -> Batch:
         events: list[Event] = []
         letters: list[tuple[int, int, str, str]] = []
@@ -223,12 +349,12 @@ class Pipeline:
                 failed[entry.seq] = ("decode", _describe(exc))
                 letters.append((entry.workspace_id, entry.seq, "decode", _describe(exc)))
         requiring = self._sources_requiring_hash()
-        cache = (
-            self.cache if self.cache.max_persons and self.cache.valid_for(cursor.version) else None
-        )
+        state = self.cache if cache and self.cache.max_persons else None
+        if state is not None and not state.valid_for(cursor.version):
+            state = None
         batch = Batch(
             self.store, self.rules, cursor, events, requiring.__contains__, plans=self.plans,
-            cache=cache,
+            cache=state, unsettled=unsettled,
         )  # fmt: skip
         batch.dead_letters = letters
         wanted: dict[tuple[int, str], set[str]] = {}
@@ -495,7 +621,9 @@ class Runner:
                     self._stop.wait(renew_every)
                     continue
                 try:
-                    done = self.pipeline.run_batch()
+                    done = self.pipeline.run_batch(behind=True)
+                    if done == 0 and not self.pipeline.settle():
+                        done = 1  # the last batch is to be redone: no sleep first
                     for follower in self.followers:
                         done += int(follower.step())
                 except Exception:
@@ -507,6 +635,10 @@ class Runner:
                     self._wake.wait(self._idle())
                     self._wake.clear()
         finally:
+            try:
+                self.pipeline.settle()
+            except Exception:
+                log.exception("pipeline: the last batch's write failed")
             if self.holding:
                 try:
                     self.pipeline.store.release_lease(self.pipeline.name, self.holder)
