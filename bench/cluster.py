@@ -97,8 +97,11 @@ def _wait_ready(timeout: float = 60.0) -> None:
 
 
 def _run(*command: str) -> None:
-    """A postgresql-common command; as root they run the server as its owner themselves."""
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    """A postgresql-common command; as root they run the server as its owner themselves. The
+    server started here inherits no descriptor of this process (`subprocess` closes them): a
+    benchmark run under `flock` leaves no server holding its lock. (A shell script under `flock`
+    that restarts the cluster itself must use `flock -o`.)"""
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, close_fds=True)
 
 
 def main() -> None:
