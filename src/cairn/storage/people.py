@@ -73,17 +73,25 @@ class Tx:
         return int(self.conn.execute(self._store.sql(sql), self._clean(params)).rowcount)
 
     def insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """`sql`, an INSERT of one `VALUES (...)` row, for every row, as multi-row INSERTs: on
-        PostgreSQL of 128 and 16 rows (one statement for the server to run per group instead of
-        one per row), the rest row by row; rows must then not conflict with each other when `sql`
+        """`sql`, an INSERT of one `VALUES (...)` row, for every row. On PostgreSQL as multi-row
+        INSERTs of 128 and 16 rows (one statement for the server to run per group instead of one
+        per row), the rest row by row; rows must then not conflict with each other when `sql`
         ends in `ON CONFLICT ... DO UPDATE` (PostgreSQL updates a row only once per statement).
-        On SQLite of 512, 64 and 8 rows (SQLite applies a statement's rows one after the other,
-        as `executemany` would): `sqlite3` holds the GIL while it binds and releases it while
-        SQLite runs a statement, so a statement per row hands the GIL back and forth per row,
-        and with the pipeline's stages busy on another thread (write-behind) every hand-over
-        waited: 10.8 µs per person_events row alone, 36.6 beside the stages."""
+
+        On SQLite as one statement over the rows as JSON (`json_each`; SQLite applies them one
+        after the other, as `executemany` would). `sqlite3` holds the GIL while it binds and
+        releases it while SQLite runs a statement: a statement per row hands the GIL back and
+        forth per row, and with the pipeline's stages busy on another thread (write-behind)
+        every hand-over waited (person_events rows: 10.8 µs each alone, 36.6 beside the stages).
+        One statement holds the GIL only to encode the rows."""
+        if not self._store._pg:
+            if len(rows) < _SQLITE_JSON_ROWS:
+                self.many(sql, rows)
+            elif rows:
+                self.conn.execute(_from_json(self._store.sql(sql)), (_json_rows(rows),))
+            return
         start = 0
-        for size in _GROUPS if self._store._pg else _SQLITE_GROUPS:
+        for size in _GROUPS:
             groups = (len(rows) - start) // size
             if groups == 0:
                 continue
@@ -163,21 +171,8 @@ class Tx:
             sets = ", ".join(f"{name} = v.{name}" for name in names)
             self.conn.execute(f"UPDATE {table} t SET {sets} FROM {staged} v WHERE t.id = v.id")
             return
-        # Many rows a statement, as `insert` does: UPDATE ... FROM (VALUES (...), ...).
-        start = 0
-        for size in (*_SQLITE_GROUPS, 1):
-            groups = (len(rows) - start) // size
-            if groups == 0:
-                continue
-            text = _multi_update(table, tuple(names), size)
-            self.conn.executemany(
-                text,
-                [
-                    [value for row in rows[first : first + size] for value in row]
-                    for first in range(start, start + groups * size, size)
-                ],
-            )
-            start += groups * size
+        # One statement over the rows as JSON, as `insert` does.
+        self.conn.execute(_json_update(table, tuple(names)), (_json_rows(rows),))
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -441,8 +436,12 @@ ACCOUNT_COLUMNS = (
 
 
 _GROUPS = (128, 16)  # rows per multi-row INSERT: few distinct statements, all kept prepared
-# On SQLite: at most 15 columns (persons) x 512 rows = 7,680 variables, within SQLite's 32,766.
-_SQLITE_GROUPS = (512, 64, 8)
+_SQLITE_JSON_ROWS = 8  # fewer rows go in by executemany
+
+
+def _json_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as one JSON array of arrays (bytes are not expected: no column here holds any)."""
+    return _encode(rows).decode("utf-8")
 
 
 @functools.lru_cache(maxsize=64)
@@ -456,12 +455,24 @@ def _multi_row(sql: str, rows: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _multi_update(table: str, names: tuple[str, ...], rows: int) -> str:
-    """SQLite's `UPDATE table SET name = ... WHERE id = ...` for `rows` rows of (id, *names)."""
-    sets = ", ".join(f"{name} = v.column{at}" for at, name in enumerate(names, start=2))
-    row = f"({', '.join('?' * (len(names) + 1))})"
-    values = ", ".join([row] * rows)
-    return f"UPDATE {table} SET {sets} FROM (VALUES {values}) AS v WHERE {table}.id = v.column1"
+def _from_json(sql: str) -> str:
+    """SQLite's `INSERT ... VALUES (?, ...) tail` as an INSERT of the rows of one JSON array
+    parameter: `INSERT ... SELECT value->>0, ... FROM json_each(?) WHERE true tail` (the WHERE
+    keeps SQLite from reading an ON CONFLICT tail as a join's ON)."""
+    head, found, rest = sql.partition(" VALUES (")
+    row, closed, tail = rest.partition(")")
+    if not found or not closed or "(" in row:
+        raise ValueError(f"not an INSERT of one VALUES row: {sql[:80]}")
+    columns = ", ".join(f"value->>{at}" for at in range(row.count("?")))
+    return f"{head} SELECT {columns} FROM json_each(?) WHERE true{tail}"
+
+
+@functools.lru_cache(maxsize=64)
+def _json_update(table: str, names: tuple[str, ...]) -> str:
+    """SQLite's `UPDATE table SET name = ... WHERE id = ...` for the rows (id, *names) of one
+    JSON array parameter."""
+    sets = ", ".join(f"{name} = v.value->>{at}" for at, name in enumerate(names, start=1))
+    return f"UPDATE {table} SET {sets} FROM json_each(?) AS v WHERE {table}.id = v.value->>0"
 
 
 @functools.lru_cache(maxsize=64)
