@@ -50,6 +50,7 @@ import uvloop
 
 from cairn.pipeline.batch import Stats
 from cairn.pipeline.runner import Pipeline
+from cairn.server import tune_runtime
 from cairn.settings import Settings
 from cairn.storage.base import Storage, open_storage
 from cairn.storage.people import PeopleStore
@@ -415,7 +416,10 @@ class Throughput:
 
 
 def measure_throughput(backend: str, database: str, profile: Path | None) -> Throughput:
-    """`run_until_idle` over a log nobody has processed, from a fresh cursor, in this process."""
+    """`run_until_idle` over a log nobody has processed, from a fresh cursor, in this process,
+    with the runtime `cairn serve` gives its processes (`tune_runtime`: the GIL's switch interval
+    matters to the pipeline's writer thread, which waits for the GIL after every statement)."""
+    tune_runtime()
     storage = open_storage(database)
     try:
         assert isinstance(storage, SQLStorage)
