@@ -537,13 +537,15 @@ def measure_lag(backend: str, server: Server, prefilled: Prefilled, options: Opt
     seconds = config.warmup + config.duration
     print(f"  {backend}: {options.rate:,.0f} events/s for {seconds:.0f} s", flush=True)
     lag = Lag(backend, options.rate, LoadResult(config), Usage())
+    # processed: how far the cursor moved (the HTTP worker that answers does not run the pipeline)
+    before = int(server.get_json("/api/v1/pipeline", token)["cursor"])
     uvloop.run(_drive(server, prefilled, lag, config))
     ended = time.monotonic()
     while time.monotonic() - ended < 120:
         status = server.get_json("/api/v1/pipeline", token)
         if status["lag_events"] == 0:
             lag.drained_after = time.monotonic() - ended
-            lag.processed = int(status["processed"])
+            lag.processed = int(status["cursor"]) - before
             break
         time.sleep(0.05)
     print(f"  {backend}: lag {_spread(lag.seconds, 's', '.3f')}; {lag.load.accepted_events:,} "
@@ -559,7 +561,8 @@ def _spread(values: list[float], unit: str, spec: str) -> str:
 def run_lag_sqlite(options: Options) -> Lag:
     prefilled = _processed_sqlite(options)
     folder = copy_sqlite(prefilled, DATA / "run-pipeline-lag")
-    server = start_cairn("cairn-pipeline-sqlite", data_dir=folder)
+    # as users run it: one HTTP worker per core and the pipeline in a process of its own
+    server = start_cairn("cairn-pipeline-sqlite", data_dir=folder, workers=None)
     try:
         return measure_lag("sqlite", server, prefilled, options)
     finally:
@@ -571,7 +574,7 @@ def run_lag_postgres(options: Options) -> Lag:
     prefilled = _processed_postgres(options)
     url = copy_postgres(prefilled, "cairn_bench_pipeline")
     folder = DATA / "run-pipeline-lag-postgres"
-    server = start_cairn("cairn-pipeline-postgres", data_dir=folder, database_url=url)
+    server = start_cairn("cairn-pipeline-postgres", data_dir=folder, database_url=url, workers=None)
     try:
         with autovacuum(url):
             return measure_lag(options.postgres_label, server, prefilled, options)
