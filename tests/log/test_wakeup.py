@@ -54,3 +54,28 @@ def test_a_full_pipe_does_not_block_the_writer(link: PipelineLink) -> None:
 
 def test_the_holder_names_the_server_not_the_process(link: PipelineLink) -> None:
     assert link.holder == f"{socket.gethostname()}:{os.getpid()}:pipeline"
+
+
+def test_closing_the_link_ends_its_listener_quietly() -> None:
+    """Closed while the listener is waking the pipeline: it stops instead of reading a closed
+    (or reused) descriptor."""
+    link = PipelineLink()
+    errors: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        woken = threading.Event()
+
+        def wake() -> None:
+            woken.set()
+            time.sleep(0.2)  # the link is closed meanwhile
+
+        thread = link.listen(wake)
+        link.wake()
+        assert woken.wait(5)
+        link.close()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert errors == []
+    finally:
+        threading.excepthook = hook

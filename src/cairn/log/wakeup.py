@@ -42,6 +42,7 @@ class PipelineLink:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:pipeline"
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.write_fd, False)
+        self._closed = False
 
     def wake(self) -> None:
         # A full pipe will wake it anyway; a closed one has nobody to wake.
@@ -52,14 +53,21 @@ class PipelineLink:
         """Call `wake` on a daemon thread whenever bytes arrive (many at once wake it once)."""
 
         def read() -> None:
-            while os.read(self.read_fd, 4096):
-                wake()
+            # Until the link is closed: a read of a closed descriptor fails (EBADF), and its
+            # number may already name another file, which is then not read from.
+            try:
+                while not self._closed and os.read(self.read_fd, 4096):
+                    wake()
+            except OSError:
+                if not self._closed:
+                    raise
 
         thread = threading.Thread(target=read, name="cairn-pipeline-wakeup", daemon=True)
         thread.start()
         return thread
 
     def close(self) -> None:
+        self._closed = True
         for fd in (self.read_fd, self.write_fd):
             try:
                 os.close(fd)
