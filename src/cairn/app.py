@@ -166,7 +166,13 @@ class PipelineWorker:
     automations: AutomationEngine
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until `stop` is set; then finish the batch and release the lease."""
+        """Follow the log until `stop` is set; then finish the batch and release the lease.
+        The process gets the runtime of `cairn serve`'s (`tune_runtime`): above all the GIL's
+        0.5 ms switch interval, which the pipeline's writer thread waits for after every
+        statement while the runner thread works out the next batch."""
+        from cairn.server import tune_runtime
+
+        tune_runtime()
         self.runner.start()
         try:
             while not stop.wait(0.5):
