@@ -241,9 +241,11 @@ class Batch:
         for (ws, kind), values in wanted.items():
             values = {v for v in values if (ws, kind, v) not in self._ids}
             if self.cache is not None:
-                values = self._cached_identifiers(ws, kind, values, person_ids)
+                found = self.cache.identifier
+                values = self._take_identifiers(ws, kind, values, person_ids, found, True)
             if self.unsettled is not None:
-                values = self._unsettled_identifiers(ws, kind, values, person_ids)
+                written = self.unsettled.identifiers.get
+                values = self._take_identifiers(ws, kind, values, person_ids, written, False)
             for iid, _kind, value, pid, via in self.store.identifiers(ws, kind, values):
                 pid = self._moved(pid)
                 self._remember(Identifier(iid, ws, kind, value, pid, via))
@@ -264,21 +266,6 @@ class Batch:
         if self.events and self.events[0].seq <= self.cursor.high_water:
             self.applied = self.store.applied(self.events[0].seq, self.events[-1].seq)
 
-    def _cached_identifiers(
-        self, ws: int, kind: str, values: set[str], person_ids: set[int]
-    ) -> set[str]:
-        """Take what the state cache holds of `values`; return the rest."""
-        assert self.cache is not None
-        return self._take_identifiers(ws, kind, values, person_ids, self.cache.identifier, True)
-
-    def _unsettled_identifiers(
-        self, ws: int, kind: str, values: set[str], person_ids: set[int]
-    ) -> set[str]:
-        """Take what the unsettled batch wrote of `values`; return the rest."""
-        assert self.unsettled is not None
-        found = self.unsettled.identifiers.get
-        return self._take_identifiers(ws, kind, values, person_ids, found, False)
-
     def _take_identifiers(
         self,
         ws: int,
@@ -288,6 +275,8 @@ class Batch:
         lookup: Callable[[IdentifierKey], tuple[int, int, int | None] | None],
         cached: bool,
     ) -> set[str]:
+        """Take what `lookup` (the state cache, or the unsettled batch) holds of `values`;
+        return the rest. `cached`: the identifiers are as the state cache holds them."""
         rest: set[str] = set()
         for value in values:
             found = lookup((ws, kind, value))

@@ -87,7 +87,7 @@ class Tx:
         if not self._store._pg:
             if len(rows) < _SQLITE_JSON_ROWS:
                 self.many(sql, rows)
-            elif rows:
+            else:
                 self.conn.execute(_from_json(self._store.sql(sql)), (_json_rows(rows),))
             return
         start = 0
@@ -447,11 +447,17 @@ def _json_rows(rows: Sequence[Sequence[Any]]) -> str:
 @functools.lru_cache(maxsize=64)
 def _multi_row(sql: str, rows: int) -> str:
     """`INSERT ... VALUES (row) tail` as `INSERT ... VALUES (row), (row), ... tail`."""
+    head, row, tail = _one_row(sql)
+    return f"{head} VALUES {','.join([f'({row})'] * rows)}{tail}"
+
+
+def _one_row(sql: str) -> tuple[str, str, str]:
+    """(`INSERT ... `, `row`, ` tail`) of `INSERT ... VALUES (row) tail`."""
     head, found, rest = sql.partition(" VALUES (")
     row, closed, tail = rest.partition(")")
     if not found or not closed or "(" in row:
         raise ValueError(f"not an INSERT of one VALUES row: {sql[:80]}")
-    return f"{head} VALUES {','.join([f'({row})'] * rows)}{tail}"
+    return head, row, tail
 
 
 @functools.lru_cache(maxsize=64)
@@ -459,10 +465,7 @@ def _from_json(sql: str) -> str:
     """SQLite's `INSERT ... VALUES (?, ...) tail` as an INSERT of the rows of one JSON array
     parameter: `INSERT ... SELECT value->>0, ... FROM json_each(?) WHERE true tail` (the WHERE
     keeps SQLite from reading an ON CONFLICT tail as a join's ON)."""
-    head, found, rest = sql.partition(" VALUES (")
-    row, closed, tail = rest.partition(")")
-    if not found or not closed or "(" in row:
-        raise ValueError(f"not an INSERT of one VALUES row: {sql[:80]}")
+    head, row, tail = _one_row(sql)
     columns = ", ".join(f"value->>{at}" for at in range(row.count("?")))
     return f"{head} SELECT {columns} FROM json_each(?) WHERE true{tail}"
 
