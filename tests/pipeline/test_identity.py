@@ -12,8 +12,9 @@ from cairn.identity.rules import IdentityRules
 from cairn.identity.unmerge import unmerge
 from cairn.pipeline.runner import Pipeline
 from cairn.profiles import read
+from cairn.storage.people import decode_json
 from cairn.timeline import TimelineQuery, person_timeline
-from tests.support.pipeline import Log, msg, snapshot
+from tests.support.pipeline import Log, iso, msg, snapshot
 
 T = 1_767_225_600_000  # 2026-01-01
 
@@ -222,6 +223,70 @@ def test_merge_then_unmerge_restores_everything(log: Log) -> None:
         unmerge(log.store, ws, merged["id"], merge["merge_id"])
     with pytest.raises(NotFound):
         unmerge(log.store, ws, merged["id"], "mrg_nope")
+
+
+def test_a_chain_of_merges_in_one_batch_moves_everything_to_the_last_survivor(log: Log) -> None:
+    """A merged into B, then B into C, by two events of one batch (the batch writes its merges
+    with a statement per table): every row of A and B ends on C, memberships keep the earliest
+    join, each merge records the identifiers its merged person held when it ran, and undoing
+    the merges one by one gives each person back."""
+    assert log.workspace is not None
+    ws = log.workspace.id
+    log.send(
+        msg("track", at=T, anonymousId="x", event="Thing Viewed"),
+        msg("group", at=T + 1, anonymousId="x", groupId="g1"),
+        msg("track", at=T + 2, anonymousId="y", event="Thing Viewed"),
+        msg("group", at=T + 3, anonymousId="y", groupId="g1"),
+        msg("group", at=T + 4, anonymousId="y", groupId="g2"),
+        msg("identify", at=T + 5, userId="c", traits={"plan": "pro"}),
+        msg("identify", at=T + 6, anonymousId="y", userId="u"),  # links u to y's person
+    )
+    log.run()
+    a, b, c = (who(log, anonymous_id="x"), who(log, anonymous_id="y"), who(log, user_id="c"))
+    assert len({a["id"], b["id"], c["id"]}) == 3
+    log.send(
+        msg("identify", at=T + 7, anonymousId="x", userId="u"),  # A into B
+        msg("alias", at=T + 8, previousId="u", userId="c"),  # B into C
+    )
+    assert log.run() == 2
+    person = who(log, anonymous_id="x")
+    assert person["id"] == c["id"] == who(log, user_id="u")["id"]
+    assert ids(person) == {("anonymous_id", "x"), ("anonymous_id", "y"), ("user_id", "u"),
+                           ("user_id", "c")}  # fmt: skip
+    assert [(m["group_id"], m["joined_at"]) for m in person["accounts"]] == [
+        ("g1", iso(T + 1)), ("g2", iso(T + 4)),
+    ]  # fmt: skip
+    assert person["events"] == 9
+    assert len(timeline_seqs(log, person)) == 9
+    for table in ("identifiers", "person_events", "account_members"):
+        left = log.store.rows(
+            f"SELECT count(*) FROM {table} WHERE person_id IN (?, ?)", (a["id"], b["id"])
+        )
+        assert left[0][0] == 0, table
+    value = dict(log.store.rows("SELECT id, value FROM identifiers WHERE workspace_id = ?", (ws,)))
+    records = [
+        (merged, survivor, reason, sorted(value[i] for i in decode_json(held)))
+        for merged, survivor, reason, held in log.store.rows(
+            "SELECT merged_id, survivor_id, reason, identifier_ids FROM merges ORDER BY seq"
+        )
+    ]
+    assert records == [
+        (a["id"], b["id"], "identify", ["x"]),
+        (b["id"], c["id"], "alias", ["u", "x", "y"]),
+    ]
+
+    merges = {m["person_id"]: m["merge_id"] for m in person["merged_from"]}
+    unmerge(log.store, ws, c["id"], merges[b["id"]])
+    assert ids(who(log, user_id="c")) == {("user_id", "c")}
+    back = who(log, anonymous_id="y")
+    assert back["id"] == b["id"] == who(log, anonymous_id="x")["id"]
+    assert [(m["group_id"], m["joined_at"]) for m in back["accounts"]] == [
+        ("g1", iso(T + 1)), ("g2", iso(T + 4)),
+    ]  # fmt: skip
+    unmerge(log.store, ws, b["id"], back["merged_from"][0]["merge_id"])
+    assert who(log, anonymous_id="x")["id"] == a["id"]
+    assert [m["group_id"] for m in who(log, anonymous_id="x")["accounts"]] == ["g1"]
+    assert ids(who(log, anonymous_id="y")) == {("anonymous_id", "y"), ("user_id", "u")}
 
 
 def test_unmerge_of_a_merge_without_new_events_is_the_identity(log: Log) -> None:
