@@ -32,7 +32,7 @@ def wanted_identifiers(batch: Batch, ev: Event, wanted: dict[tuple[int, str], se
     rules = batch.rules
     for kind, value in _ids(batch, ev):
         wanted.setdefault((ev.workspace_id, kind), set()).add(value)
-    if ev.type == "alias" and (previous := rules.clean(ev.message.get("previousId"))):
+    if ev.type == "alias" and (previous := rules.clean(ev.previous_id)):
         wanted.setdefault((ev.workspace_id, USER_ID), set()).add(previous)
         wanted.setdefault((ev.workspace_id, ANONYMOUS_ID), set()).add(previous)
 
@@ -116,7 +116,7 @@ def _email(batch: Batch, ev: Event, person: PersonRow, primary: Identifier, emai
 
 def _alias(batch: Batch, ev: Event, user: str | None, anon: str | None) -> Attribution | None:
     ws = ev.workspace_id
-    previous = batch.rules.clean(ev.message.get("previousId"))
+    previous = batch.rules.clean(ev.previous_id)
     if user is None:
         batch.stats.unattributed += 1
         return None

@@ -23,7 +23,7 @@ def apply(batch: Batch, ev: Event, found: Attribution | None) -> Attribution | N
     if checker.plan is not None:
         result = checker.plan.check(ev.message)
     else:
-        result = check_naming_only(ev.message, checker.naming)
+        result = check_naming_only(ev.naming_view(), checker.naming)
     if result.violations:
         name = ev.event if ev.type == "track" and ev.event else ev.type
         batch.violations += [
