@@ -54,7 +54,8 @@ def _reference(message: dict[str, Any]) -> dict[str, Any]:
         group = str(int(group)) if float(group).is_integer() else str(group)
     if not (isinstance(group, str) and group.strip() and len(group) <= 512):
         group = None
-    naming = {k: message[k] for k in ("type", "event", "properties", "traits") if k in message}
+    naming = (message.get("type"), "event" in message, message.get("event"),
+              message.get("properties"), message.get("traits"))  # fmt: skip
     return {
         "traits": section("traits"),
         "properties": section("properties"),
@@ -74,8 +75,7 @@ def _answers(ev: Event) -> dict[str, Any]:
         "previous_id": ev.previous_id,
         "active": ev.active,
         "group_id": ev.group_id,
-        "naming": {k: ev.naming_view()[k] for k in ("type", "event", "properties", "traits")
-                   if k in ev.naming_view()},
+        "naming": ev.naming_parts(),
     }  # fmt: skip
 
 

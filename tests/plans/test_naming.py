@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -271,3 +272,51 @@ def test_any_text_gets_an_answer(name: str) -> None:
             assert check_event_name(found.suggestion) == [], found
     for found in check_property_name(name, reserved=True):
         assert found.rule == "property-snake-case"
+
+
+_KEYS = st.sampled_from(["order_id", "orderId", "firstName", "first_name", "Total", "a b", "x"])
+_VALUES = st.none() | st.integers() | st.text(max_size=3)
+_SECTION = st.none() | st.integers() | st.dictionaries(
+    _KEYS, _VALUES | st.dictionaries(_KEYS, _VALUES, max_size=2) | st.lists(_VALUES, max_size=2),
+    max_size=4,
+)  # fmt: skip
+_SHARED = NamingConfig()
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["track", "page", "screen", "identify", "group", "alias"]),
+            "event": st.none()
+            | st.integers()
+            | st.sampled_from(["Order Completed", "order_completed", "Clicked Button", ""]),
+            "properties": _SECTION,
+            "traits": _SECTION,
+        },
+    )
+)
+def test_results_remembered_by_shape_are_those_worked_out_afresh(message: dict[str, Any]) -> None:
+    """Flat sections are remembered by (event, section, keys): the answer with every earlier
+    example's results in the memo must be the one a fresh configuration works out."""
+    fresh = check_message(message, NamingConfig())
+    assert check_message(message, _SHARED) == fresh
+    assert check_message(message, _SHARED) == fresh
+
+
+def test_the_same_keys_in_another_section_or_event_are_checked_as_such() -> None:
+    config = NamingConfig()
+    keys = {"firstName": 1, "total": 2}
+    messages = [
+        {"type": "identify", "traits": keys},  # firstName: a reserved trait, fine
+        {"type": "page", "properties": keys},  # not as a property
+        {"type": "track", "event": "done_it", "properties": keys},
+        {"type": "track", "event": "Order Completed", "properties": keys},
+        {"type": "group", "traits": keys},
+    ]
+    found = [[v.path for v in check_message(m, config)] for m in messages]
+    assert found == [[v.path for v in check_message(m, NamingConfig())] for m in messages]
+    assert found[0] == found[4] == []
+    assert found[1] == found[3] == ["properties.firstName"]
+    assert found[2][-1] == "properties.firstName"
+    assert "" in found[2]

@@ -43,7 +43,6 @@ class _Context(msgspec.Struct):
 
 _decode_parts = msgspec.json.Decoder(_Parts)
 _decode_context = msgspec.json.Decoder(_Context)
-_NAMING_KEYS = ("type", "event", "properties", "traits")
 
 
 @dataclass(slots=True)
@@ -112,14 +111,20 @@ class Event:
             value = getattr(self.parts, name)
         return value if isinstance(value, dict) else {}
 
-    def naming_view(self) -> dict[str, Any]:
-        """What the naming rules read of the message (`check_message`): its type, event,
-        properties and traits, as far as the message has them."""
+    def naming_parts(self) -> tuple[Any, bool, Any, Any, Any]:
+        """What the naming rules read of the message (`check_parts`): its type, whether it has
+        an event key, the event, its properties and its traits."""
         if self._message is not None:
-            return self._message
-        parts = self.parts
-        view = {key: getattr(parts, key) for key in _NAMING_KEYS}
-        return {key: value for key, value in view.items() if value is not msgspec.UNSET}
+            m = self._message
+            return m.get("type"), "event" in m, m.get("event"), m.get("properties"), m.get("traits")
+        p = self.parts
+        return (
+            None if p.type is msgspec.UNSET else p.type,
+            p.event is not msgspec.UNSET,
+            None if p.event is msgspec.UNSET else p.event,
+            None if p.properties is msgspec.UNSET else p.properties,
+            None if p.traits is msgspec.UNSET else p.traits,
+        )
 
     @property
     def previous_id(self) -> Any:

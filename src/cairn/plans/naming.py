@@ -31,6 +31,7 @@ __all__ = [
     "Violation",
     "check_event_name",
     "check_message",
+    "check_parts",
     "check_property_name",
 ]
 
@@ -126,15 +127,16 @@ class NamingConfig:
         object.__setattr__(self, "_hash", hash(key))
         # Results by name, per configuration: a plain dict lookup is several times cheaper than
         # functools.lru_cache with this object in its key, and this runs for every key of every
-        # event. Each memo is emptied when it reaches _MEMO_SIZE names.
-        object.__setattr__(self, "_memo", ({}, {}, {}))
+        # event. Each memo is emptied when it reaches _MEMO_SIZE names. The fourth holds whole
+        # results by a message's shape (`check_parts`).
+        object.__setattr__(self, "_memo", ({}, {}, {}, {}))
 
     def __hash__(self) -> int:
         return int(self.__dict__["_hash"])
 
-    def _memos(self) -> tuple[_Memo, _Memo, _Memo]:
-        """The memos of event names, property names and trait names."""
-        memos: tuple[_Memo, _Memo, _Memo] = self.__dict__["_memo"]
+    def _memos(self) -> tuple[_Memo, _Memo, _Memo, _ShapeMemo]:
+        """The memos of event names, property names, trait names and message shapes."""
+        memos: tuple[_Memo, _Memo, _Memo, _ShapeMemo] = self.__dict__["_memo"]
         return memos
 
     def level(self, rule: str) -> str:
@@ -144,10 +146,13 @@ class NamingConfig:
 
 _DEFAULT = NamingConfig()
 _Memo = dict[str, tuple[Violation, ...]]
+_ShapeMemo = dict[tuple[Any, ...], tuple[Violation, ...]]
 _MEMO_SIZE = 10_000
 
 
-def _remember(memo: _Memo, name: str, found: tuple[Violation, ...]) -> tuple[Violation, ...]:
+def _remember(
+    memo: dict[Any, Any], name: Any, found: tuple[Violation, ...]
+) -> tuple[Violation, ...]:
     if len(memo) >= _MEMO_SIZE:
         memo.clear()
     memo[name] = found
@@ -179,18 +184,64 @@ def check_property_name(
 def check_message(message: Mapping[str, Any], config: NamingConfig = _DEFAULT) -> list[Violation]:
     """The naming rules a whole Segment message breaks: its event name and every key inside
     `properties` (track, page, screen) or `traits` (identify, group), at any depth."""
-    kind = message.get("type")
+    return list(
+        check_parts(
+            message.get("type"),
+            "event" in message,
+            message.get("event"),
+            message.get("properties"),
+            message.get("traits"),
+            config,
+        )
+    )
+
+
+def check_parts(
+    kind: Any,
+    has_event: bool,
+    event: Any,
+    properties: Any,
+    traits: Any,
+    config: NamingConfig = _DEFAULT,
+) -> tuple[Violation, ...]:
+    """`check_message` of a message given by the parts it reads (the pipeline decodes only
+    those): its type, whether it has an event key, the event, its properties and traits."""
+    if kind == "track" or (kind is None and has_event):
+        name = event if isinstance(event, str) else None
+        return _section(name, properties, "properties", False, config)
+    if kind in ("page", "screen"):
+        return _section(None, properties, "properties", False, config)
+    if kind in ("identify", "group"):
+        return _section(None, traits, "traits", True, config)
+    return ()
+
+
+_FLAT_KEYS = 64  # objects of up to this many keys are remembered by their keys
+
+
+def _section(
+    event: str | None, value: Any, path: str, reserved: bool, config: NamingConfig
+) -> tuple[Violation, ...]:
+    """The event name's violations, then those of the keys in `value` (at `path`). The result
+    for an object holding no objects or arrays depends on its keys alone: it is remembered by
+    (event, which section, keys), so most events cost a tuple of their keys and a lookup."""
+    shape: tuple[Any, ...] | None = None
+    if type(value) is dict and len(value) <= _FLAT_KEYS:
+        for inner in value.values():
+            if type(inner) is dict or type(inner) is list:
+                break
+        else:
+            shape = (event, reserved, *value)
+            known = config._memos()[3].get(shape)
+            if known is not None:
+                return known
     found: list[Violation] = []
-    if kind == "track" or (kind is None and "event" in message):
-        event = message.get("event")
-        if isinstance(event, str):
-            found.extend(_event_name(event, config))
-        _check_keys(message.get("properties"), "properties", config, False, found)
-    elif kind in ("page", "screen"):
-        _check_keys(message.get("properties"), "properties", config, False, found)
-    elif kind in ("identify", "group"):
-        _check_keys(message.get("traits"), "traits", config, True, found)
-    return found
+    if event is not None:
+        found.extend(_event_name(event, config))
+    _check_keys(value, path, config, reserved, found)
+    if shape is None:
+        return tuple(found)
+    return _remember(config._memos()[3], shape, tuple(found))
 
 
 _MAX_DEPTH = 16
@@ -200,7 +251,7 @@ def _check_keys(
     value: Any, path: str, config: NamingConfig, reserved: bool, found: list[Violation]
 ) -> None:
     if type(value) is dict or type(value) is list:
-        memo = config._memos()[2 if reserved else 1]
+        memo = _names_memo(config, reserved)
         _check_nested(value, path, memo, config, reserved, found, 0)
 
 
@@ -443,8 +494,13 @@ def _past_fix(words: list[str]) -> list[str] | None:
 _SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
+def _names_memo(config: NamingConfig, reserved: bool) -> _Memo:
+    memos = config._memos()
+    return memos[2] if reserved else memos[1]
+
+
 def _property_name(name: str, config: NamingConfig, reserved: bool) -> tuple[Violation, ...]:
-    memo = config._memos()[2 if reserved else 1]
+    memo = _names_memo(config, reserved)
     found = memo.get(name)
     if found is None:
         found = _remember(memo, name, _property_violations(name, config, reserved))

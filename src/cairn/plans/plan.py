@@ -33,6 +33,7 @@ __all__ = [
     "check_naming_only",
     "library",
     "load_plan",
+    "naming_result",
     "plan_from_json",
 ]
 
@@ -330,7 +331,16 @@ def check_naming_only(
     message: Mapping[str, Any], config: NamingConfig = _NO_SETTINGS
 ) -> CheckResult:
     """The check for a source without a plan: naming rules only, flagged on any error."""
-    found = tuple(check_message(message, config))
+    return naming_result(tuple(check_message(message, config)))
+
+
+_ACCEPTED = CheckResult((), "accept")
+
+
+def naming_result(found: tuple[Violation, ...]) -> CheckResult:
+    """`check_naming_only`'s result for the naming rules' violations `found`."""
+    if not found:
+        return _ACCEPTED
     return CheckResult(found, "flag" if any(v.severity == "error" for v in found) else "accept")
 
 

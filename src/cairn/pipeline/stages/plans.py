@@ -11,7 +11,8 @@ from __future__ import annotations
 from cairn.pipeline.batch import Batch
 from cairn.pipeline.event import Event
 from cairn.pipeline.stages.identity import Attribution
-from cairn.plans.plan import apply_omit, check_naming_only
+from cairn.plans.naming import check_parts
+from cairn.plans.plan import apply_omit, naming_result
 
 __all__ = ["apply"]
 
@@ -23,7 +24,7 @@ def apply(batch: Batch, ev: Event, found: Attribution | None) -> Attribution | N
     if checker.plan is not None:
         result = checker.plan.check(ev.message)
     else:
-        result = check_naming_only(ev.naming_view(), checker.naming)
+        result = naming_result(check_parts(*ev.naming_parts(), checker.naming))
     if result.violations:
         name = ev.event if ev.type == "track" and ev.event else ev.type
         batch.violations += [
