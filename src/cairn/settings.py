@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
         "when separate `cairn worker` processes run it.",
     ),
     Setting(
-        "pipeline_batch", int, 10000, "Most log entries the pipeline processes per transaction."
+        "pipeline_batch", int, 20000, "Most log entries the pipeline processes per transaction."
     ),
     Setting(
         "pipeline_cache_persons",
@@ -180,7 +180,7 @@ class Settings:
     source_cache_seconds: float = 5.0
     log_level: str = "info"
     pipeline: bool = True
-    pipeline_batch: int = 10000
+    pipeline_batch: int = 20000
     pipeline_cache_persons: int = 50000
     identity_max_identifiers: int = 100
     identity_junk_ids: str = ""
