@@ -168,8 +168,7 @@ class Tx:
         names = [name for name, _ in columns]
         if self._store._pg:
             staged = self._stage(f"{table}_update", [("id", "bigint"), *columns], rows)
-            sets = ", ".join(f"{name} = v.{name}" for name in names)
-            self.conn.execute(f"UPDATE {table} t SET {sets} FROM {staged} v WHERE t.id = v.id")
+            self.conn.execute(_pg_update(table, tuple(names), staged), ([row[0] for row in rows],))
             return
         # One statement over the rows as JSON, as `insert` does.
         self.conn.execute(_json_update(table, tuple(names)), (_json_rows(rows),))
@@ -476,6 +475,21 @@ def _json_update(table: str, names: tuple[str, ...]) -> str:
     JSON array parameter."""
     sets = ", ".join(f"{name} = v.value->>{at}" for at, name in enumerate(names, start=1))
     return f"UPDATE {table} SET {sets} FROM json_each(?) AS v WHERE {table}.id = v.value->>0"
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_update(table: str, names: tuple[str, ...], staged: str) -> str:
+    """PostgreSQL's `UPDATE table SET name = ... WHERE id = ...` from the rows (id, *names) of
+    the temporary table `staged`, the ids given again as an array parameter: the table is then
+    read by its primary key. Without them the planner, which only guesses the rows of a temporary
+    table (never analyzed: 3,422 for 1,500) and prices every probe of the key as a random read,
+    hashed a sequential scan of the whole table from about 1,000 rows on (persons, 104,038 rows,
+    on the test server: 174 ms for 3,000 rows, 55 ms by the ids)."""
+    sets = ", ".join(f"{name} = v.{name}" for name in names)
+    return (
+        f"UPDATE {table} t SET {sets} FROM {staged} v "
+        "WHERE t.id = v.id AND t.id = ANY(%s::bigint[])"
+    )
 
 
 @functools.lru_cache(maxsize=64)
