@@ -137,10 +137,14 @@ class AutomationEngine:
         start, end = self._position(EVENTS), self.store.cursor().position
         if start >= end:
             return None
+        # Both tables bounded: with the bounds on person_events alone PostgreSQL merge-joined the
+        # log from its first event up to the cursor on every step (256 to 322 ms at seq 300,000
+        # on the test server, emptying its buffer pool; docs/benchmarks.md).
         rows = self.store.rows(
             "SELECT x.seq, x.person_id, x.type, x.event, e.source_id FROM person_events x "
-            "JOIN events e ON e.seq = x.seq WHERE x.seq > ? AND x.seq <= ? ORDER BY x.seq LIMIT ?",
-            (start, end, PAGE),
+            "JOIN events e ON e.seq = x.seq WHERE x.seq > ? AND x.seq <= ? "
+            "AND e.seq > ? AND e.seq <= ? ORDER BY x.seq LIMIT ?",
+            (start, end, start, end, PAGE),
         )
         found = _Slice(EVENTS, rows[-1][0] if len(rows) == PAGE else end)
         found.touched = {row[1] for row in rows}
