@@ -637,7 +637,7 @@ class Writes:
                 tx, self.name, version=self.version, position=self.position,
                 high_water=self.high_water,
             )  # fmt: skip
-            _write_merges(store, tx, self.merges)
+            _write_merges(store, tx, self.merges, self.unsettled.root)
             tx.copy(
                 "INSERT INTO identifiers (id, workspace_id, kind, value, person_id, via_id, seq, "
                 "linked_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -716,9 +716,12 @@ def write_dead_letters(tx: Tx, letters: list[tuple[int, int, str, str]], now: in
     )
 
 
-def _write_merges(store: PeopleStore, tx: Tx, merges: list[Merge]) -> None:
-    """Move what belongs to the merged persons (as stored) to their survivors, and record the
-    merges: a statement per table for the whole batch, not one per merge (on SQLite each
+def _write_merges(
+    store: PeopleStore, tx: Tx, merges: list[Merge], last: Callable[[int], int]
+) -> None:
+    """Move what belongs to the merged persons (as stored) to where `last` says they are after
+    all of the batch's merges, and record the merges: a statement per table for the whole
+    batch, not one per merge (on SQLite each
     statement waits for the GIL once it is done, up to the switch interval while the stages run
     on the other thread: eight statements per merge cost the writer ~11 µs per event on the
     pipeline's throughput row, docs/benchmarks.md).
@@ -729,14 +732,7 @@ def _write_merges(store: PeopleStore, tx: Tx, merges: list[Merge]) -> None:
     there by the batch's earlier merges included, as one statement per merge would have."""
     if not merges:
         return
-    survivor = {m.merged_id: m.survivor_id for m in merges}
-
-    def last(person_id: int) -> int:
-        while person_id in survivor:
-            person_id = survivor[person_id]
-        return person_id
-
-    moves = [(old, last(old)) for old in survivor]
+    moves = [(m.merged_id, last(m.merged_id)) for m in merges]
     if store.dialect == "postgres":
         pairs = "WITH m(from_id, to_id) AS (SELECT * FROM unnest(?::bigint[], ?::bigint[])) "
         params: tuple[Any, ...] = ([old for old, _ in moves], [new for _, new in moves])

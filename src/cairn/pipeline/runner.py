@@ -194,9 +194,7 @@ class Pipeline:
             return self._settle()
 
     def _run_batch(self, behind: bool) -> int:
-        if not getattr(self._thread_state, "prepared", False):
-            self.store.pipeline_connection()
-            self._thread_state.prepared = True
+        self._prepare_thread()
         for attempt in range(_MAX_STALE_RETRIES):
             inflight = self._inflight
             if inflight is not None and inflight.done.done():
@@ -242,11 +240,15 @@ class Pipeline:
         if self.cache.max_persons:
             batch.keep_in(self.cache, cursor.version + 1)
 
-    def _write(self, writes: Writes) -> None:
-        """On the writer thread: the batch's transaction."""
+    def _prepare_thread(self) -> None:
+        """This thread's connection set up for the pipeline's batches, once."""
         if not getattr(self._thread_state, "prepared", False):
             self.store.pipeline_connection()
             self._thread_state.prepared = True
+
+    def _write(self, writes: Writes) -> None:
+        """On the writer thread: the batch's transaction."""
+        self._prepare_thread()
         writes.run(self.store)
 
     def _settle(self) -> bool:
